@@ -103,7 +103,8 @@ def prefill(params, cache: KVCache, tokens: Array, token_mask: Array, *,
             config: DecoderConfig) -> tuple[Array, KVCache]:
   """Writes a left-padded chunk into the cache; returns the last position's logits [B, V]."""
   positions = positions_from_mask(token_mask, cache.next_position)
-  out = Decoder(config).apply({"params": params}, tokens, positions, token_mask, cache)
+  out = Decoder(config).apply({"params": params}, tokens, positions, token_mask, cache,
+                              last_logits_only=True)
   return out.logits[:, -1], out.cache
 
 

@@ -117,8 +117,8 @@ class KVCache:
   ``next_position`` is each row's position for its next real token (RoPE/learned).
   """
 
-  keys: tuple[Array, ...]  # per layer [B, S, K, D]
-  values: tuple[Array, ...]  # per layer [B, S, K, D]
+  keys: tuple[Array, ...]  # per layer [B, K, S, D] (heads-major: what attention contracts)
+  values: tuple[Array, ...]  # per layer [B, K, S, D]
   mask: Array  # bool[B, S]
   end: Array  # int32[], first free slot
   next_position: Array  # int32[B]
@@ -132,7 +132,7 @@ def init_cache(config: DecoderConfig, batch_size: int, max_length: int,
                dtype: Any = None) -> KVCache:
   """An empty cache for `batch_size` conversations of up to `max_length` tokens."""
   dtype = jnp.dtype(dtype or config.dtype)
-  shape = (batch_size, max_length, config.kv_heads, config.head_size)
+  shape = (batch_size, config.kv_heads, max_length, config.head_size)
   zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
   return KVCache(keys=zeros, values=tuple(jnp.zeros(shape, dtype) for _ in zeros),
                  mask=jnp.zeros((batch_size, max_length), bool), end=jnp.zeros((), jnp.int32),
@@ -193,15 +193,25 @@ def attention_mask(query_slots: Array, key_mask: Array) -> Array:
 
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
   """Grouped-query attention. q [B,L,H,D], k/v [B,S,K,D], mask bool[B,L,S] -> [B,L,H,D]."""
+  return heads_major_attention(q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), mask)
+
+
+def heads_major_attention(q: Array, k: Array, v: Array, mask: Array) -> Array:
+  """Grouped-query attention with k/v in the cache layout [B,K,S,D]; q [B,L,H,D] -> [B,L,H,D].
+
+  Batch and kv-head axes lead so both contractions are plain batched matmuls: XLA then
+  reads the cache in place instead of transposing all of it at every decode step.
+  """
   b, l, h, d = q.shape
-  kv_heads = k.shape[2]
-  q = q.reshape(b, l, kv_heads, h // kv_heads, d)
-  scores = jnp.einsum("blkgd,bskd->bkgls", q, k, preferred_element_type=jnp.float32)
-  scores = scores / math.sqrt(d)
+  kv_heads, s = k.shape[1], k.shape[2]
+  g = h // kv_heads
+  q = q.reshape(b, l, kv_heads, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kv_heads, g * l, d)
+  scores = jnp.einsum("bkqd,bksd->bkqs", q, k, preferred_element_type=jnp.float32)
+  scores = scores.reshape(b, kv_heads, g, l, s) / math.sqrt(d)
   scores = jnp.where(mask[:, None, None], scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgls,bskd->blkgd", probs, v)
-  return out.reshape(b, l, h, d)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv_heads, g * l, s)
+  out = jnp.einsum("bkqs,bksd->bkqd", probs, v)
+  return out.reshape(b, kv_heads, g, l, d).transpose(0, 3, 1, 2, 4).reshape(b, l, h, d)
 
 
 class Attention(nn.Module):
@@ -225,13 +235,14 @@ class Attention(nn.Module):
     if cfg.position == "rope":
       q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     new_kv = None
+    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, K, L, D]
     if cache_kv is not None:
       cache_k, cache_v = cache_kv
-      start = (0, cache_end, 0, 0)
+      start = (0, 0, cache_end, 0)
       k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), start)
       v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), start)
       new_kv = (k, v)
-    out = dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
+    out = heads_major_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
     out = nn.DenseGeneral(
         features=cfg.hidden_size, axis=(-2, -1), use_bias=cfg.out_bias, dtype=cfg.dtype,
         param_dtype=cfg.param_dtype, kernel_init=_param_init(_INIT, ("heads", "kv", "embed")),
@@ -287,6 +298,7 @@ class Decoder(nn.Module):
   attention is causal over the call's real tokens. With a cache the L tokens are written at
   ``cache.end`` and attend to every real token already cached; the returned cache has
   ``end`` advanced by L and ``next_position`` advanced by each row's count of real tokens.
+  ``last_logits_only`` returns logits and hidden states of the last position only ([B, 1, .]).
   """
 
   config: DecoderConfig
@@ -308,7 +320,7 @@ class Decoder(nn.Module):
                               kernel_init=_param_init(_INIT, ("embed", "vocab")))
 
   def __call__(self, tokens: Array, positions: Array, token_mask: Array | None = None,
-               cache: KVCache | None = None) -> DecoderOutput:
+               cache: KVCache | None = None, *, last_logits_only: bool = False) -> DecoderOutput:
     cfg = self.config
     chex.assert_rank([tokens, positions], 2)
     chex.assert_equal_shape([tokens, positions])
@@ -342,6 +354,8 @@ class Decoder(nn.Module):
           next_position=cache.next_position + token_mask.sum(-1).astype(jnp.int32))
 
     hidden = self.final_norm(x).astype(cfg.dtype)
+    if last_logits_only:  # a prefill needs only the next-token logits: skip [B, L, V]
+      hidden = hidden[:, -1:]
     if cfg.tie_embeddings:
       logits = self.embed.attend(hidden)
     else:
