@@ -1,0 +1,179 @@
+"""Meshes, rule tables and shardings; sharded vs. single-device numerics on 8 fake devices.
+
+This process keeps its single CPU device (other tests rely on it): the 8-device check
+runs `tests/_sharding_check.py` once in a subprocess and asserts on the JSON it prints.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from agentrl import parallel
+from agentrl.models import decoder
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CHECK_SCRIPT = REPO / "tests" / "_sharding_check.py"
+MESHES = ("8x1x1", "2x2x2", "1x4x2")
+MODELS = ("llama", "gpt2")
+TOL = 1e-5
+
+# ----------------------------------------------------------------------------------------
+# In-process (1 device)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    ((-1, 1, 1), (8, 1, 1)),
+    ((2, -1, 2), (2, 2, 2)),
+    ((1, 4, -1), (1, 4, 2)),
+    ((2, 2, 2), (2, 2, 2)),
+])
+def test_mesh_shape_resolves_minus_one(sizes, expected):
+  assert parallel.mesh_shape(*sizes, num_devices=8) == expected
+
+
+@pytest.mark.parametrize("sizes, match", [
+    ((-1, -1, 1), "Only one mesh axis"),
+    ((3, -1, 1), "not divisible"),
+    ((2, 2, 1), r"product 4, but there are 8 devices"),
+    ((0, 1, 8), "data=0"),
+    ((1, 2.0, 4), "fsdp=2.0"),
+])
+def test_mesh_shape_errors(sizes, match):
+  with pytest.raises(ValueError, match=match):
+    parallel.mesh_shape(*sizes, num_devices=8)
+
+
+def test_make_mesh_single_device():
+  assert jax.device_count() == 1
+  mesh = parallel.make_mesh(fsdp=-1)
+  assert mesh.axis_names == parallel.MESH_AXES
+  assert dict(mesh.shape) == {"data": 1, "fsdp": 1, "tensor": 1}
+  with pytest.raises(ValueError, match=r"'tensor': 2.*1 devices"):
+    parallel.make_mesh(tensor=2)
+
+
+def test_make_mesh_from_config():
+  mesh = parallel.make_mesh_from_config({"data": -1})
+  assert dict(mesh.shape) == {"data": 1, "fsdp": 1, "tensor": 1}
+  mesh = parallel.make_mesh_from_config(ml_collections.ConfigDict({"fsdp": 1, "tensor": -1}))
+  assert mesh.axis_names == parallel.MESH_AXES
+  with pytest.raises(ValueError, match=r"\['model'\].*\['data', 'fsdp', 'tensor'\]"):
+    parallel.make_mesh_from_config(ml_collections.ConfigDict({"data": 1, "model": 1}))
+  with pytest.raises(TypeError):
+    parallel.make_mesh_from_config(4)
+
+
+def test_default_rules_table():
+  rules = parallel.DEFAULT_RULES
+  assert isinstance(rules, tuple) and all(len(rule) == 2 for rule in rules)
+  assert nn.logical_to_mesh_axes(("embed", "mlp"), rules) == P("fsdp", "tensor")
+  assert nn.logical_to_mesh_axes(("mlp", "embed"), rules) == P("tensor", "fsdp")
+  assert nn.logical_to_mesh_axes(("embed", "heads", "kv"), rules) == P("fsdp", "tensor", None)
+  assert nn.logical_to_mesh_axes(("vocab", "embed"), rules) == P("tensor", "fsdp")
+  # Activations: batch takes data and fsdp, so embed stays whole.
+  assert nn.logical_to_mesh_axes(("batch", "length", "embed"), rules) == P(
+      ("data", "fsdp"), None, None)
+
+
+def test_logical_shardings_of_boxed_tree():
+  mesh = parallel.make_mesh()
+  tree = {"kernel": nn.Partitioned(jnp.zeros((4, 8)), names=("embed", "mlp")),
+          "plain": jnp.zeros((3,))}
+  shardings = parallel.logical_shardings(tree, mesh)
+  assert shardings["kernel"] == NamedSharding(mesh, P("fsdp", "tensor"))
+  assert shardings["plain"].spec == P()
+  abstract = jax.eval_shape(lambda: tree)
+  assert parallel.logical_shardings(abstract, mesh)["kernel"].spec == P("fsdp", "tensor")
+
+
+def test_logical_shardings_errors():
+  mesh = parallel.make_mesh()
+  tree = {"layer": {"w": nn.Partitioned(jnp.zeros((4, 8)), names=("embed", "expert"))}}
+  with pytest.raises(ValueError, match=r"\['layer'\]\['w'\].*'expert' has no rule"):
+    parallel.logical_shardings(tree, mesh)
+  with pytest.raises(ValueError, match="mesh axis 'model'"):
+    parallel.logical_shardings(tree, mesh, rules=(("embed", "model"), ("expert", None)))
+
+
+def test_sharded_init_single_device():
+  config = decoder.DecoderConfig.llama(vocab_size=32, hidden_size=16, num_layers=1,
+                                       num_heads=2, mlp_dim=24)
+  rng = jax.random.PRNGKey(3)
+  mesh = parallel.make_mesh()
+  params, shardings = parallel.sharded_init(
+      lambda: decoder.init_params(config, rng, boxed=True), mesh)
+  expected = jax.jit(lambda: decoder.init_params(config, rng))()
+  leaves = jax.tree_util.tree_leaves(params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+  assert all(isinstance(x, jax.Array) for x in leaves)  # unboxed
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params, expected)
+  gate = shardings["layer_0"]["mlp"]["gate_proj"]["kernel"]
+  assert gate.spec == P("fsdp", "tensor")
+  assert params["layer_0"]["mlp"]["gate_proj"]["kernel"].sharding == gate
+  assert shardings["embed"]["embedding"].spec == P("tensor", "fsdp")
+
+
+def test_batch_sharding_and_shard_batch():
+  mesh = parallel.make_mesh()
+  assert parallel.batch_sharding(mesh, 3).spec == P(("data", "fsdp"), None, None)
+  assert parallel.replicated(mesh).spec == P()
+  with pytest.raises(ValueError, match="ndim=0"):
+    parallel.batch_sharding(mesh, 0)
+  batch = {"tokens": np.arange(12, dtype=np.int32).reshape(3, 4), "step": np.int32(7)}
+  placed = parallel.shard_batch(batch, mesh)
+  assert placed["tokens"].sharding == parallel.batch_sharding(mesh, 2)
+  assert placed["step"].sharding == parallel.replicated(mesh)
+  np.testing.assert_array_equal(placed["tokens"], batch["tokens"])
+
+
+# ----------------------------------------------------------------------------------------
+# 8 fake devices, in a subprocess
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def report():
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+  env["JAX_PLATFORMS"] = "cpu"
+  proc = subprocess.run([sys.executable, str(CHECK_SCRIPT)], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+  if proc.returncode:
+    pytest.fail(f"{CHECK_SCRIPT.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  print(json.dumps(result, indent=1))
+  return result
+
+
+@pytest.mark.parametrize("mesh", MESHES)
+@pytest.mark.parametrize("model", MODELS)
+def test_sharded_matches_single_device(report, model, mesh):
+  diffs = report[model][mesh]
+  assert diffs["params"] == 0.0, diffs  # same rng, same values, whatever the layout
+  for key in ("loss", "logits", "grads"):
+    assert diffs[key] < TOL, (key, diffs)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_rules_actually_shard(report, model):
+  # Pure data parallelism replicates parameters; fsdp/tensor meshes split them.
+  assert report[model]["8x1x1"]["sharded_params"] == 0
+  for mesh in ("2x2x2", "1x4x2"):
+    assert report[model][mesh]["sharded_params"] > 0, report[model][mesh]
+
+
+def test_minus_one_and_uneven_split_on_eight_devices(report):
+  assert report["mesh_-1"] == [4, 1, 2]
+  assert report["uneven_error"] is not None
+  assert "['embed']['embedding']" in report["uneven_error"]
+  assert "127" in report["uneven_error"]
