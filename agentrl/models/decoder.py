@@ -150,21 +150,22 @@ class DecoderOutput:
 # Layers
 # ----------------------------------------------------------------------------------------
 
-_INIT = nn.initializers.normal(stddev=0.02)
+WEIGHT_INIT = nn.initializers.normal(stddev=0.02)
 
 
-def _param_init(init, names):
+def with_axes(init, names):
+  """An initialiser whose parameter carries logical axis names (for sharding rules)."""
   return nn.with_logical_partitioning(init, names)
 
 
 def make_norm(config: DecoderConfig, name: str) -> nn.Module:
-  scale = _param_init(nn.initializers.ones, ("embed",))
+  scale = with_axes(nn.initializers.ones, ("embed",))
   if config.norm == "rms":
     return nn.RMSNorm(epsilon=config.norm_eps, dtype=jnp.float32,
                       param_dtype=config.param_dtype, scale_init=scale, name=name)
   return nn.LayerNorm(epsilon=config.norm_eps, dtype=jnp.float32,
                       param_dtype=config.param_dtype, scale_init=scale,
-                      bias_init=_param_init(nn.initializers.zeros, ("embed",)), name=name)
+                      bias_init=with_axes(nn.initializers.zeros, ("embed",)), name=name)
 
 
 def rope_frequencies(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:
@@ -222,8 +223,8 @@ class Attention(nn.Module):
     cfg = self.config
     dense = lambda features, names, bias, name: nn.DenseGeneral(  # noqa: E731
         features=features, use_bias=bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-        kernel_init=_param_init(_INIT, ("embed",) + names),
-        bias_init=_param_init(nn.initializers.zeros, names), name=name)
+        kernel_init=with_axes(WEIGHT_INIT, ("embed",) + names),
+        bias_init=with_axes(nn.initializers.zeros, names), name=name)
     heads, kv_heads, d = cfg.num_heads, cfg.kv_heads, cfg.head_size
     if cfg.fused_qkv:
       qkv = dense((3, heads, d), (None, "heads", "kv"), cfg.qkv_bias, "qkv_proj")(x)
@@ -245,8 +246,8 @@ class Attention(nn.Module):
     out = heads_major_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask)
     out = nn.DenseGeneral(
         features=cfg.hidden_size, axis=(-2, -1), use_bias=cfg.out_bias, dtype=cfg.dtype,
-        param_dtype=cfg.param_dtype, kernel_init=_param_init(_INIT, ("heads", "kv", "embed")),
-        bias_init=_param_init(nn.initializers.zeros, ("embed",)), name="o_proj")(out)
+        param_dtype=cfg.param_dtype, kernel_init=with_axes(WEIGHT_INIT, ("heads", "kv", "embed")),
+        bias_init=with_axes(nn.initializers.zeros, ("embed",)), name="o_proj")(out)
     return out, new_kv
 
 
@@ -258,8 +259,8 @@ class MLP(nn.Module):
     cfg = self.config
     dense = lambda features, names, name: nn.Dense(  # noqa: E731
         features, use_bias=cfg.mlp_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-        kernel_init=_param_init(_INIT, names),
-        bias_init=_param_init(nn.initializers.zeros, names[-1:]), name=name)
+        kernel_init=with_axes(WEIGHT_INIT, names),
+        bias_init=with_axes(nn.initializers.zeros, names[-1:]), name=name)
     if cfg.activation == "swiglu":
       h = nn.silu(dense(cfg.mlp_size, ("embed", "mlp"), "gate_proj")(x))
       h = h * dense(cfg.mlp_size, ("embed", "mlp"), "up_proj")(x)
@@ -307,17 +308,17 @@ class Decoder(nn.Module):
     cfg = self.config
     self.embed = nn.Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.dtype,
                           param_dtype=cfg.param_dtype,
-                          embedding_init=_param_init(_INIT, ("vocab", "embed")))
+                          embedding_init=with_axes(WEIGHT_INIT, ("vocab", "embed")))
     if cfg.position == "learned":
       self.pos_embed = nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, dtype=cfg.dtype,
                                 param_dtype=cfg.param_dtype,
-                                embedding_init=_param_init(_INIT, ("position", "embed")))
+                                embedding_init=with_axes(WEIGHT_INIT, ("position", "embed")))
     self.layers = [Block(cfg, name=f"layer_{i}") for i in range(cfg.num_layers)]
     self.final_norm = make_norm(cfg, "final_norm")
     if not cfg.tie_embeddings:
       self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=cfg.dtype,
                               param_dtype=cfg.param_dtype,
-                              kernel_init=_param_init(_INIT, ("embed", "vocab")))
+                              kernel_init=with_axes(WEIGHT_INIT, ("embed", "vocab")))
 
   def __call__(self, tokens: Array, positions: Array, token_mask: Array | None = None,
                cache: KVCache | None = None, *, last_logits_only: bool = False) -> DecoderOutput:

@@ -35,7 +35,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from agentrl.models.decoder import _INIT, _param_init, dot_product_attention
+from agentrl.models.decoder import WEIGHT_INIT, with_axes, dot_product_attention
 
 Array = jax.Array
 
@@ -153,8 +153,8 @@ def encoder_positions(mask: Array, offset: int = 0) -> Array:
 
 def _layer_norm(config: EncoderConfig, name: str) -> nn.Module:
   return nn.LayerNorm(epsilon=config.norm_eps, dtype=jnp.float32, param_dtype=config.param_dtype,
-                      scale_init=_param_init(nn.initializers.ones, ("embed",)),
-                      bias_init=_param_init(nn.initializers.zeros, ("embed",)), name=name)
+                      scale_init=with_axes(nn.initializers.ones, ("embed",)),
+                      bias_init=with_axes(nn.initializers.zeros, ("embed",)), name=name)
 
 
 class EncoderAttention(nn.Module):
@@ -168,14 +168,14 @@ class EncoderAttention(nn.Module):
     shape = (cfg.num_heads, cfg.head_size)
     dense = lambda name: nn.DenseGeneral(  # noqa: E731
         features=shape, use_bias=True, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-        kernel_init=_param_init(_INIT, ("embed", "heads", "kv")),
-        bias_init=_param_init(nn.initializers.zeros, ("heads", "kv")), name=name)
+        kernel_init=with_axes(WEIGHT_INIT, ("embed", "heads", "kv")),
+        bias_init=with_axes(nn.initializers.zeros, ("heads", "kv")), name=name)
     q, k, v = dense("q_proj")(x), dense("k_proj")(x), dense("v_proj")(x)
     out = dot_product_attention(q, k, v, mask)
     return nn.DenseGeneral(
         features=cfg.hidden_size, axis=(-2, -1), use_bias=True, dtype=cfg.dtype,
-        param_dtype=cfg.param_dtype, kernel_init=_param_init(_INIT, ("heads", "kv", "embed")),
-        bias_init=_param_init(nn.initializers.zeros, ("embed",)), name="o_proj")(out)
+        param_dtype=cfg.param_dtype, kernel_init=with_axes(WEIGHT_INIT, ("heads", "kv", "embed")),
+        bias_init=with_axes(nn.initializers.zeros, ("embed",)), name="o_proj")(out)
 
 
 class EncoderMLP(nn.Module):
@@ -186,8 +186,8 @@ class EncoderMLP(nn.Module):
     cfg = self.config
     dense = lambda features, names, name: nn.Dense(  # noqa: E731
         features, use_bias=True, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-        kernel_init=_param_init(_INIT, names),
-        bias_init=_param_init(nn.initializers.zeros, names[-1:]), name=name)
+        kernel_init=with_axes(WEIGHT_INIT, names),
+        bias_init=with_axes(nn.initializers.zeros, names[-1:]), name=name)
     h = dense(cfg.mlp_size, ("embed", "mlp"), "up_proj")(x)
     h = nn.gelu(h, approximate=cfg.activation == "gelu_tanh")
     return dense(cfg.hidden_size, ("mlp", "embed"), "down_proj")(h)
@@ -228,7 +228,7 @@ class Encoder(nn.Module):
     cfg = self.config
     embed = lambda num, names: nn.Embed(  # noqa: E731
         num, cfg.hidden_size, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-        embedding_init=_param_init(_INIT, names))
+        embedding_init=with_axes(WEIGHT_INIT, names))
     self.token_embed = embed(cfg.vocab_size, ("vocab", "embed"))
     self.pos_embed = embed(cfg.max_position_embeddings, ("position", "embed"))
     self.type_embed = embed(cfg.type_vocab_size, (None, "embed"))
