@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from agentrl.models.decoder import _param_init
+from agentrl.models.decoder import with_axes
 
 Array = jax.Array
 
@@ -43,8 +43,8 @@ class MLPHead(nn.Module):
   def __call__(self, x: Array) -> Array:
     def dense(features, names, name):
       return nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype,
-                      kernel_init=_param_init(_KERNEL_INIT, names),
-                      bias_init=_param_init(nn.initializers.zeros, names[-1:]), name=name)
+                      kernel_init=with_axes(_KERNEL_INIT, names),
+                      bias_init=with_axes(nn.initializers.zeros, names[-1:]), name=name)
 
     h = x.astype(self.dtype)
     in_name = "embed"
