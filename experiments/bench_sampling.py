@@ -1,9 +1,11 @@
 r"""Sampling throughput: our jitted KV-cache sampler vs `transformers` generate (PyTorch).
 
-Both run the same random Llama-style model (the PyTorch one is built first, saved in
-Hugging Face format and imported with `agentrl.models.hf`), in the same process, on the
-same prompts, greedy, after warm-up. Prints and writes tokens/s of each, their ratio,
-our compile time and how many generated tokens agree.
+Both run the same random Llama-style model, in the same process, on the same prompts,
+greedy, after warm-up: our parameters are exported with `agentrl.models.hf.save_pretrained`,
+re-imported for our sampler and loaded by `transformers` for its `generate`. Ours runs
+before PyTorch is imported, so neither runtime's idle worker threads slow the other.
+Prints and writes tokens/s of each, their ratio, our compile time and how many generated
+tokens agree (a parity check of the two models).
 
   python -m experiments.bench_sampling --json out.json
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -51,22 +54,15 @@ def _median_time(fn, repeats: int) -> float:
 
 def main(argv):
   del argv
-  import torch  # The reference; only needed here and in tests.
-  import transformers
-
-  if _TORCH_THREADS.value:
-    torch.set_num_threads(_TORCH_THREADS.value)
   batch, prompt_len, new_tokens = _BATCH.value, _PROMPT.value, _NEW.value
-  torch.manual_seed(0)
-  hf_config = transformers.LlamaConfig(
-      vocab_size=_VOCAB.value, hidden_size=_WIDTH.value, intermediate_size=4 * _WIDTH.value,
-      num_hidden_layers=_LAYERS.value, num_attention_heads=_HEADS.value,
-      num_key_value_heads=_HEADS.value, max_position_embeddings=2048, tie_word_embeddings=False,
-      bos_token_id=None, eos_token_id=None, pad_token_id=0)
-  torch_model = transformers.LlamaForCausalLM(hf_config).eval()
-  with tempfile.TemporaryDirectory() as tmp:
-    torch_model.save_pretrained(tmp)
-    config, params = hf.load_pretrained(tmp)
+  width = _WIDTH.value
+  model_config = decoder.DecoderConfig.llama(
+      vocab_size=_VOCAB.value, hidden_size=width, num_layers=_LAYERS.value,
+      num_heads=_HEADS.value, mlp_dim=4 * width, norm_eps=1e-6)
+  checkpoint = tempfile.mkdtemp(prefix="bench_sampling_")
+  hf.save_pretrained(model_config, decoder.init_params(model_config, jax.random.PRNGKey(0)),
+                     checkpoint)
+  config, params = hf.load_pretrained(checkpoint)
   params = jax.device_put(params)
 
   rng = np.random.default_rng(0)
@@ -93,6 +89,14 @@ def main(argv):
   ours_s = _median_time(run_ours, _REPEATS.value)
 
   # --- transformers ---
+  import torch  # pylint: disable=import-outside-toplevel  (the reference, imported late)
+  import transformers  # pylint: disable=import-outside-toplevel
+
+  if _TORCH_THREADS.value:
+    torch.set_num_threads(_TORCH_THREADS.value)
+  torch_model = transformers.LlamaForCausalLM.from_pretrained(
+      checkpoint, dtype=torch.float32).eval()
+  shutil.rmtree(checkpoint, ignore_errors=True)
   input_ids = torch.from_numpy(prompts.astype(np.int64))
   attention = torch.ones_like(input_ids)
 
