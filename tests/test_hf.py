@@ -28,10 +28,16 @@ def _decoder_hf_config(name, **overrides):
   common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                 num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, intermediate_size=MLP,
                 max_position_embeddings=POSITIONS, rms_norm_eps=1e-5, **NO_SPECIAL_TOKENS)
-  if name == "llama":  # untied, non-default RoPE base
+  if name.startswith("llama"):  # untied, non-default RoPE base, and the scaled RoPE variants
+    rope = {"llama": {"rope_type": "default", "rope_theta": 500000.0},
+            # An original context of 16 puts this head size's wavelengths in all three bands.
+            "llama3_rope": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                            "original_max_position_embeddings": 16},
+            "llama_linear_rope": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+            }[name]
     return transformers.LlamaConfig(**{
-        **common, "tie_word_embeddings": False,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}, **overrides})
+        **common, "tie_word_embeddings": False, "rope_parameters": rope, **overrides})
   if name == "qwen2":  # tied, Q/K/V biases
     return transformers.Qwen2Config(**common, tie_word_embeddings=True)
   gpt2 = dict(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, n_inner=MLP,
@@ -39,7 +45,7 @@ def _decoder_hf_config(name, **overrides):
   return transformers.GPT2Config(**gpt2, tie_word_embeddings=name == "gpt2")
 
 
-DECODERS = ("llama", "qwen2", "gpt2", "gpt2_untied")
+DECODERS = ("llama", "qwen2", "gpt2", "gpt2_untied", "llama3_rope", "llama_linear_rope")
 
 
 def _randomize(model, seed):
@@ -248,12 +254,12 @@ def test_load_config_errors_and_layouts(tmp_path):
   with pytest.raises(ValueError, match=r"'mistral'.*'bert'.*'gpt2'.*'llama'.*'qwen2'.*'roberta'"):
     hf.load_config(_write_config(tmp_path / "a", model_type="mistral"))
   for key in ("rope_scaling", "rope_parameters"):
-    scaled = {key: {"rope_type": "llama3", "factor": 8.0, "rope_theta": 5e5}}
-    with pytest.raises(NotImplementedError, match="llama3"):
+    scaled = {key: {"rope_type": "yarn", "factor": 8.0, "rope_theta": 5e5}}
+    with pytest.raises(NotImplementedError, match="yarn"):
       hf.load_config(_write_config(tmp_path / key, **LLAMA_JSON, **scaled))
-  with pytest.raises(NotImplementedError, match="linear"):  # transformers 4 spelling
-    hf.load_config(_write_config(tmp_path / "b", **LLAMA_JSON,
-                                 rope_scaling={"type": "linear", "factor": 2.0}))
+  linear = hf.load_config(_write_config(tmp_path / "b", **LLAMA_JSON,  # transformers 4 spelling
+                                        rope_scaling={"type": "linear", "factor": 2.0}))
+  assert (linear.rope_scaling, linear.rope_factor) == ("linear", 2.0)
   old = hf.load_config(_write_config(tmp_path / "c", **LLAMA_JSON, rope_theta=1e6,
                                      rope_scaling=None, num_key_value_heads=1))
   assert (old.rope_theta, old.kv_heads, old.head_size) == (1e6, 1, HIDDEN // HEADS)

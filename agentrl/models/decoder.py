@@ -47,6 +47,11 @@ class DecoderConfig:
   norm_eps: float = 1e-6
   position: Literal["rope", "learned"] = "rope"
   rope_theta: float = 10000.0
+  rope_scaling: Literal["linear", "llama3"] | None = None  # long-context RoPE variants
+  rope_factor: float = 1.0  # linear / llama3: how much longer the context became
+  rope_low_freq_factor: float = 1.0  # llama3
+  rope_high_freq_factor: float = 4.0  # llama3
+  rope_original_max_position: int = 8192  # llama3: context length before scaling
   activation: Literal["swiglu", "gelu_tanh", "gelu"] = "swiglu"
   qkv_bias: bool = False  # Qwen2 and GPT-2: True
   out_bias: bool = False  # attention output projection bias (GPT-2)
@@ -68,7 +73,8 @@ class DecoderConfig:
       raise ValueError("fused_qkv needs num_kv_heads == num_heads.")
     for name, value, allowed in (("norm", self.norm, ("rms", "layer")),
                                  ("position", self.position, ("rope", "learned")),
-                                 ("activation", self.activation, ("swiglu", "gelu_tanh", "gelu"))):
+                                 ("activation", self.activation, ("swiglu", "gelu_tanh", "gelu")),
+                                 ("rope_scaling", self.rope_scaling, (None, "linear", "llama3"))):
       if value not in allowed:
         raise ValueError(f"DecoderConfig.{name}={value!r}; expected one of {allowed}.")
 
@@ -168,9 +174,30 @@ def make_norm(config: DecoderConfig, name: str) -> nn.Module:
                       bias_init=with_axes(nn.initializers.zeros, ("embed",)), name=name)
 
 
-def rope_frequencies(positions: Array, head_dim: int, theta: float) -> tuple[Array, Array]:
+def rope_inverse_frequencies(config: DecoderConfig) -> Array:
+  """float32[D/2] rotation speeds, with the config's long-context scaling applied.
+
+  llama3 (Llama 3.1+): wavelengths longer than original_max_position / low_freq_factor are
+  slowed by `rope_factor`, those shorter than original_max_position / high_freq_factor are
+  kept, and the band between is interpolated smoothly. linear: all are slowed by the factor.
+  """
+  d = config.head_size
+  inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+  if config.rope_scaling == "linear":
+    return inv_freq / config.rope_factor
+  if config.rope_scaling == "llama3":
+    old_len, factor = config.rope_original_max_position, config.rope_factor
+    low, high = config.rope_low_freq_factor, config.rope_high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (old_len / wavelen - low) / (high - low)
+    interpolated = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    return jnp.where(wavelen > old_len / low, inv_freq / factor,
+                     jnp.where(wavelen < old_len / high, inv_freq, interpolated))
+  return inv_freq
+
+
+def rope_frequencies(positions: Array, inv_freq: Array) -> tuple[Array, Array]:
   """cos and sin of RoPE angles, float32[B, L, D], in the half-split (Llama/HF) layout."""
-  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
   angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, L, D/2]
   angles = jnp.concatenate([angles, angles], axis=-1)
   return jnp.cos(angles), jnp.sin(angles)
@@ -333,7 +360,7 @@ class Decoder(nn.Module):
       x = x + self.pos_embed(positions)
     cos = sin = None
     if cfg.position == "rope":
-      cos, sin = rope_frequencies(positions, cfg.head_size, cfg.rope_theta)
+      cos, sin = rope_frequencies(positions, rope_inverse_frequencies(cfg))
 
     if cache is None:
       slots = jnp.broadcast_to(jnp.arange(length), (batch, length))

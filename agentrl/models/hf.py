@@ -119,19 +119,41 @@ class Family:
     return any(re.fullmatch(p, name) for p in self.ignore)
 
 
-def _rope_theta(hf: dict) -> float:
-  """RoPE base from either layout: transformers 5 `rope_parameters`, or the older top-level
-  `rope_theta` with `rope_scaling`. Scaled or partial RoPE is refused, never ignored."""
+def _rope(hf: dict) -> dict:
+  """RoPE settings from either layout: transformers 5 `rope_parameters`, or the older
+  top-level `rope_theta` with `rope_scaling`. Types we do not implement, and partial RoPE,
+  are refused, never ignored."""
   dicts = [d for d in (hf.get("rope_scaling"), hf.get("rope_parameters")) if d]
-  for rope in dicts:
+  out = {}
+  for rope in dicts[::-1]:  # an old-style rope_scaling, when present, takes priority
     kind = rope.get("rope_type", rope.get("type", "default"))
-    if kind != "default" or rope.get("partial_rotary_factor", 1.0) != 1.0:
+    if kind not in ("default", "linear", "llama3") or rope.get("partial_rotary_factor", 1.0) != 1.0:
       raise NotImplementedError(
           f"{hf['model_type']}: RoPE scaling type {kind!r} (partial_rotary_factor="
-          f"{rope.get('partial_rotary_factor', 1.0)}) is not implemented; only plain full "
-          "RoPE ('default') is supported.")
-  thetas = [d["rope_theta"] for d in dicts[::-1] if "rope_theta" in d]
-  return float(thetas[0] if thetas else hf.get("rope_theta", 10000.0))
+          f"{rope.get('partial_rotary_factor', 1.0)}) is not implemented; supported: "
+          "'default', 'linear', 'llama3'.")
+    if kind != "default":
+      out.update(rope_scaling=kind, rope_factor=float(rope["factor"]))
+    if kind == "llama3":
+      out.update(rope_low_freq_factor=float(rope["low_freq_factor"]),
+                 rope_high_freq_factor=float(rope["high_freq_factor"]),
+                 rope_original_max_position=int(rope["original_max_position_embeddings"]))
+    if "rope_theta" in rope:
+      out["rope_theta"] = float(rope["rope_theta"])
+  out.setdefault("rope_theta", float(hf.get("rope_theta", 10000.0)))
+  return out
+
+
+def _rope_parameters(cfg: DecoderConfig) -> dict:
+  """Our RoPE settings in transformers' `rope_parameters` layout."""
+  params = {"rope_type": cfg.rope_scaling or "default", "rope_theta": cfg.rope_theta}
+  if cfg.rope_scaling:
+    params["factor"] = cfg.rope_factor
+  if cfg.rope_scaling == "llama3":
+    params.update(low_freq_factor=cfg.rope_low_freq_factor,
+                  high_freq_factor=cfg.rope_high_freq_factor,
+                  original_max_position_embeddings=cfg.rope_original_max_position)
+  return params
 
 
 def _activation(hf: dict, key: str, allowed: dict[str, str]) -> str:
@@ -171,7 +193,7 @@ def _llama_config(hf: dict) -> DecoderConfig:
       head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
       mlp_dim=hf["intermediate_size"],
       max_position_embeddings=hf.get("max_position_embeddings", 2048),
-      norm_eps=hf.get("rms_norm_eps", 1e-6), rope_theta=_rope_theta(hf),
+      norm_eps=hf.get("rms_norm_eps", 1e-6), **_rope(hf),
       qkv_bias=is_qwen2 or bias, out_bias=bias, mlp_bias=bool(hf.get("mlp_bias", False)),
       tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
 
@@ -201,7 +223,7 @@ def _llama_write(cfg: DecoderConfig, model_type: str) -> dict:
       head_dim=cfg.head_size, hidden_act="silu",
       max_position_embeddings=cfg.max_position_embeddings, rms_norm_eps=cfg.norm_eps,
       rope_theta=cfg.rope_theta,  # older readers; transformers 5 reads rope_parameters
-      rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+      rope_parameters=_rope_parameters(cfg),
       tie_word_embeddings=cfg.tie_embeddings)
   if model_type == "qwen2":
     _require(cfg, model_type, qkv_bias=True, out_bias=False, mlp_bias=False)
