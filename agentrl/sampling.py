@@ -117,16 +117,17 @@ def _generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Arr
   logits, cache = prefill(params, cache, tokens, token_mask & active[:, None], config=config)
 
   def cond(carry):
-    step, _, _, _, done, _, _ = carry
+    step, _, _, _, done, _, _, _ = carry
     return (step < steps) & ~jnp.all(done)
 
   def body(carry):
-    step, cache, logits, rng, done, out_tokens, out_logprobs = carry
+    step, cache, logits, rng, done, out_tokens, out_logprobs, lengths = carry
     rng, key = jax.random.split(rng)
     token, logprob = sample_token(logits, key, sampling)
     live = ~done
     token = jnp.where(live, token, sampling.pad_token)
     logprob = jnp.where(live, logprob, 0.0)
+    lengths = lengths + live.astype(jnp.int32)
     out_tokens = jax.lax.dynamic_update_slice(out_tokens, token[:, None], (0, step))
     out_logprobs = jax.lax.dynamic_update_slice(out_logprobs, logprob[:, None], (0, step))
     if sampling.stop_token is not None:
@@ -135,21 +136,13 @@ def _generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Arr
     positions = cache.next_position[:, None]
     out = Decoder(config).apply({"params": params}, token[:, None], positions, live[:, None],
                                 cache)
-    return step + 1, out.cache, out.logits[:, -1], rng, done, out_tokens, out_logprobs
+    return step + 1, out.cache, out.logits[:, -1], rng, done, out_tokens, out_logprobs, lengths
 
   carry = (jnp.zeros((), jnp.int32), cache, logits, rng, ~active,
            jnp.full((batch, steps), sampling.pad_token, jnp.int32),
-           jnp.zeros((batch, steps), jnp.float32))
-  _, cache, _, _, _, out_tokens, out_logprobs = jax.lax.while_loop(cond, body, carry)
-  if sampling.stop_token is not None:
-    # Lengths count up to and including the first stop token.
-    is_stop = out_tokens == sampling.stop_token
-    first_stop = jnp.where(is_stop.any(-1), jnp.argmax(is_stop, -1) + 1, steps)
-    lengths = jnp.where(active, first_stop, 0)
-  else:
-    lengths = jnp.where(active, steps, 0)
-  return SampleOutput(tokens=out_tokens, logprobs=out_logprobs, lengths=lengths.astype(jnp.int32),
-                      cache=cache)
+           jnp.zeros((batch, steps), jnp.float32), jnp.zeros((batch,), jnp.int32))
+  _, cache, _, _, _, out_tokens, out_logprobs, lengths = jax.lax.while_loop(cond, body, carry)
+  return SampleOutput(tokens=out_tokens, logprobs=out_logprobs, lengths=lengths, cache=cache)
 
 
 _generate_jit = jax.jit(_generate, static_argnames=("config", "sampling"),

@@ -197,3 +197,13 @@ def test_cache_too_small_is_a_clear_error(params):
 def test_bad_sampling_config_names_the_field():
   with pytest.raises(ValueError, match="top_p"):
     sampling.SamplingConfig(top_p=0.0)
+
+
+def test_lengths_are_right_when_pad_and_stop_token_coincide(params):
+  """Some tokenizers pad with their end-of-turn id: lengths must not be read off the pads."""
+  free = run(params, PROMPTS, sampling.SamplingConfig(max_new_tokens=6, temperature=0.0))
+  stop = rows(free)[0][2]
+  out = run(params, PROMPTS, sampling.SamplingConfig(max_new_tokens=6, temperature=0.0,
+                                                     stop_token=stop, pad_token=stop))
+  for prompt, n in zip(PROMPTS, np.asarray(out.lengths)):
+    assert n == len(reference_greedy(params, prompt, 6, stop_token=stop))
