@@ -208,9 +208,8 @@ def turn_level_gae(rewards: Array, turn_values: Array, dones: Array, turn_mask: 
   chex.assert_equal_shape([turn_index, action_mask])
   turn_adv, turn_ret = gae(rewards, turn_values, dones, turn_mask, gamma=gamma, lambda_=lambda_,
                            bootstrap_value=bootstrap_value)
-  token_action = action_mask.astype(bool) & jnp.take_along_axis(
-      turn_mask.astype(bool), jnp.clip(turn_index, 0, turn_mask.shape[1] - 1), axis=1)
-  token_adv = turns_to_tokens(turn_adv, turn_index, token_action)
+  # `gae` leaves masked turns at 0, so their tokens get 0 without a second gather.
+  token_adv = turns_to_tokens(turn_adv, turn_index, action_mask)
   return token_adv, turn_adv, turn_ret
 
 
