@@ -1,0 +1,640 @@
+"""Turn-level credit assignment for multi-turn agents: group-in-group, turn-group, information
+gain, role-conditioned and gated estimators.
+
+Every function is pure: arrays in, arrays out, hyperparameters keyword-only. Layouts are
+batch-major: per-trajectory arrays are [B], per-turn arrays are [B, K]. A trajectory exists iff
+it has at least one valid turn (`turn_mask.any(-1)`); masked turns never influence a valid output
+and always come out as 0, so padding is inert. Groupings are explicit int id arrays (`group_id`
+in [0, B), anchor-state ids, roles); group statistics are segment sums over valid entries.
+
+Turn-level outputs reach the tokens through `advantages.turns_to_tokens`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from agentrl.advantages import discounted_returns, grpo_advantages
+
+Array = jax.Array
+
+
+def _as_float(x: Array) -> Array:
+  x = jnp.asarray(x)
+  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+def _segment_stats(x: Array, seg: Array, mask: Array, num_segments: int, *,
+                   weights: Optional[Array] = None, unbiased: bool = False):
+  """Per-element (mean, std, count) of the segment each element belongs to.
+
+  Statistics pool the valid elements of a segment, each weighted by `weights` (1 if None);
+  `count` is the summed weight. Any shape; seg holds ids in [0, num_segments).
+  """
+  x, seg, mask = x.reshape(-1), seg.reshape(-1), mask.reshape(-1).astype(bool)
+  w = mask.astype(x.dtype)
+  if weights is not None:
+    w = w * weights.reshape(-1).astype(x.dtype)
+  xm = jnp.where(mask, x, 0.0)
+  n = jax.ops.segment_sum(w, seg, num_segments=num_segments)
+  mean = jax.ops.segment_sum(w * xm, seg, num_segments=num_segments) / jnp.maximum(n, 1.0)
+  dev = jnp.where(mask, xm - mean[seg], 0.0)
+  sq = jax.ops.segment_sum(w * jnp.square(dev), seg, num_segments=num_segments)
+  var = sq / jnp.maximum(n - (1.0 if unbiased else 0.0), 1.0)
+  return mean[seg], jnp.sqrt(var)[seg], n[seg]
+
+
+def _safe_div(num: Array, den: Array) -> Array:
+  """num / den, with 0 where den == 0 (no NaN in values or gradients)."""
+  ok = den != 0
+  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def _pair_ids(a: Array, b: Array) -> Array:
+  """Dense ids in [0, a.size) for the distinct (a, b) pairs of two int arrays of equal shape.
+
+  Sort-based (a lexicographic sort, then a run-start cumsum), so it is jittable and never
+  overflows the way a packed key a·M + b could.
+  """
+  shape = a.shape
+  a, b = a.reshape(-1), b.reshape(-1)
+  order = jnp.lexsort((b, a))
+  a_s, b_s = a[order], b[order]
+  new = jnp.concatenate([jnp.ones((1,), bool), (a_s[1:] != a_s[:-1]) | (b_s[1:] != b_s[:-1])])
+  ids_sorted = jnp.cumsum(new.astype(jnp.int32)) - 1
+  return jnp.zeros_like(ids_sorted).at[order].set(ids_sorted).reshape(shape)
+
+
+def _turn_returns(rewards: Array, mask: Array, gamma: float) -> Array:
+  """Σ_{k ≥ t, valid} γ^{(#valid steps from t to k)} r_k over the valid turns, no bootstrap."""
+  return discounted_returns(rewards, jnp.zeros(rewards.shape, bool), mask, gamma=gamma)
+
+
+# ----------------------------------------------------------------------------- GiGPO
+
+
+def gigpo_advantages(episode_returns: Array, group_id: Array, turn_rewards: Array,
+                     turn_mask: Array, anchor_id: Array, *, gamma: float = 0.95,
+                     omega: float = 1.0, normalize_std: bool = True,
+                     unbiased_std: bool = True, episode_stats_over_steps: bool = True,
+                     eps: float = 1e-6) -> Array:
+  """Group-in-Group Policy Optimization (Feng et al. 2025, arXiv 2505.10978, §4, verl-agent
+  `core_gigpo.py`).
+
+  Episode level (eq. for A^E):  A^E_i = (R(τᵢ) − mean_{g(i)} R) / F_g,
+  step level:                   R_{i,t} = Σ_{k ≥ t} γ^{k−t} r_{i,k},
+                                A^S_{i,t} = (R_{i,t} − mean_{s(i,t)} R) / F_s,
+  combined:                     A_{i,t} = A^E_i + ω · A^S_{i,t},
+
+  where g(i) is the episode group (same task / env seed) and s(i,t) the anchor-state bucket: the
+  steps of the same episode group whose current state is identical (same `anchor_id`). F is the
+  group std plus ε (`normalize_std=True`, the paper's mean_std_norm mode) or 1 (False, verl-agent's
+  `mean_norm`, the yaml default).
+
+  Flags for details the sources leave open:
+    - episode_stats_over_steps (default True, as in the code's compute_mean_std_cross_steps):
+      the episode statistics pool every valid step sample, so a trajectory weighs by its number
+      of valid turns; False gives each trajectory weight 1.
+    - unbiased_std (default True, `torch.std` in verl-agent): n−1 denominators.
+    - Singletons: an episode group with one valid trajectory gets A^E = 0 (it is its own baseline,
+      as `grpo_advantages`; verl instead uses mean 0 / std 1 there), and an anchor bucket with one
+      step gets A^S = 0 (as the code).
+
+  Args:
+    episode_returns: [B] episode return R(τᵢ).
+    group_id: int[B] episode group of each trajectory, in [0, B).
+    turn_rewards: [B, K] reward after each step.
+    turn_mask: bool[B, K], steps that happened (holes allowed; a row with none is padding).
+    anchor_id: int[B, K] anchor-state id of each step; equal ids within the same episode group
+      mean the same state (any int values; ids are only compared within a group).
+    gamma: step discount γ.
+    omega: step-advantage weight ω.
+    normalize_std: divide by the group std (+ ε).
+    unbiased_std: n−1 std.
+    episode_stats_over_steps: weight episode statistics by step count.
+    eps: ε added to the std.
+
+  Returns:
+    [B, K] advantages, 0 on masked steps.
+  """
+  chex.assert_rank([episode_returns, group_id, turn_rewards, turn_mask, anchor_id],
+                   [1, 1, 2, 2, 2])
+  chex.assert_equal_shape([turn_rewards, turn_mask, anchor_id])
+  chex.assert_equal_shape_prefix([episode_returns, group_id, turn_rewards], 1)
+  b, k = turn_rewards.shape
+  turn_mask = turn_mask.astype(bool)
+  traj_mask = turn_mask.any(axis=1)
+  ret = _as_float(episode_returns)
+
+  # Episode level.
+  weights = turn_mask.sum(axis=1) if episode_stats_over_steps else None
+  mean_e, std_e, _ = _segment_stats(ret, group_id, traj_mask, b, weights=weights,
+                                    unbiased=unbiased_std)
+  _, _, n_traj = _segment_stats(ret, group_id, traj_mask, b)
+  a_e = jnp.where(traj_mask, ret, 0.0) - mean_e
+  if normalize_std:
+    a_e = _safe_div(a_e, std_e + eps)
+  a_e = jnp.where(traj_mask & (n_traj > 1), a_e, 0.0)
+
+  # Step level over (episode group, anchor state) buckets.
+  step_ret = _turn_returns(_as_float(turn_rewards), turn_mask, gamma)
+  gid = jnp.broadcast_to(group_id[:, None], (b, k))
+  # Masked steps are moved to a sentinel group so they never share a bucket with valid steps.
+  gid = jnp.where(turn_mask, gid, b)
+  seg = _pair_ids(gid, jnp.where(turn_mask, anchor_id, 0))
+  mean_s, std_s, n_s = _segment_stats(step_ret, seg, turn_mask, b * k, unbiased=unbiased_std)
+  mean_s, std_s, n_s = (x.reshape(b, k) for x in (mean_s, std_s, n_s))
+  a_s = step_ret - mean_s
+  if normalize_std:
+    a_s = _safe_div(a_s, std_s + eps)
+  a_s = jnp.where(n_s > 1, a_s, 0.0)
+
+  return jnp.where(turn_mask, a_e[:, None] + omega * a_s, 0.0)
+
+
+# ----------------------------------------------------------------------------- A²TGPO
+
+
+def turn_group_normalize(x: Array, group_id: Array, turn_mask: Array, *, eps: float = 1e-6,
+                         unbiased_std: bool = False) -> Array:
+  """Turn-group z-score (A²TGPO, Chen et al. 2026, arXiv 2605.06200, §(i)):
+
+  x̂_{i,t} = (x_{i,t} − μ_{q,t}) / (σ_{q,t} + ε),
+
+  with μ, σ over the rollouts i of prompt group q that have a valid turn t (key
+  group_id · K + t). Fewer than two peers, or zero variance, gives 0.
+
+  Args:
+    x: [B, K] per-turn signal (e.g. information gain).
+    group_id: int[B] prompt group, in [0, B).
+    turn_mask: bool[B, K] valid turns.
+    eps: ε added to the std.
+    unbiased_std: n−1 std (default population std, as the re-implementations).
+
+  Returns:
+    [B, K], 0 on masked turns.
+  """
+  chex.assert_rank([x, group_id, turn_mask], [2, 1, 2])
+  chex.assert_equal_shape([x, turn_mask])
+  b, k = x.shape
+  x = _as_float(x)
+  turn_mask = turn_mask.astype(bool)
+  seg = group_id[:, None] * k + jnp.arange(k)[None, :]
+  mean, std, n = _segment_stats(x, seg, turn_mask, b * k, unbiased=unbiased_std)
+  mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
+  xm = jnp.where(turn_mask, x, 0.0)
+  out = _safe_div(xm - mean, std + eps)
+  return jnp.where(turn_mask & (n > 1) & (std > 0), out, 0.0)
+
+
+def a2tgpo_advantages(info_gain: Array, outcome_rewards: Array, group_id: Array,
+                      turn_mask: Array, *, gamma: float = 1.0, lambda_ig: float = 1.0,
+                      lambda_outcome: float = 1.0, outcome_on_all_turns: bool = True,
+                      clip_eps: float = 0.2, beta: float = 0.3, eps: float = 1e-6,
+                      unbiased_std: bool = False) -> tuple[Array, Array]:
+  """A²TGPO: turn-group normalisation, variance-rescaled discounted accumulation and adaptive
+  turn-level clipping (Chen et al. 2026, arXiv 2605.06200, §(i)–(iii)).
+
+  (i)   ÎG_{i,t} = (IG_{i,t} − μ_{q,t}) / (σ_{q,t} + ε)              (`turn_group_normalize`)
+  (ii)  A^IG_{i,t} = (Σ_{k ≥ t} γ^{k−t} ÎG_{i,k}) / √(Tᵢ − t + 1)
+        A_{i,t} = λ_IG · A^IG_{i,t} + λ_o · A^out_i,   A^out_i = GRPO z-score of Rᵢ in q
+  (iii) c_{i,t} = 1 + β (2 σ(ÎG_{i,t}) − 1),   ε_{i,t} = ε · c_{i,t}  ∈ (ε(1−β), ε(1+β))
+
+  Sums and counts run over valid turns only (Tᵢ − t + 1 is the number of valid turns from t on).
+  Unverified details, as flags: λ_IG, λ_o (the re-implementation uses 1, 1, γ = 1), and where
+  the outcome advantage goes: every valid turn (`outcome_on_all_turns=True`) or only the last
+  valid (answer) turn. Pass IG = 0 on the answer turn if it carries no information gain.
+  A^out uses `grpo_advantages` (singleton group → 0).
+
+  Args:
+    info_gain: [B, K] per-turn information gain IG (e.g. from `igpo_turn_rewards`, without the
+      outcome).
+    outcome_rewards: [B] outcome (+ format) reward per trajectory.
+    group_id: int[B] prompt group, in [0, B).
+    turn_mask: bool[B, K] valid turns.
+    gamma: discount γ.
+    lambda_ig, lambda_outcome: mixing weights.
+    outcome_on_all_turns: add A^out to every turn (True) or only the last valid one.
+    clip_eps: base PPO clip ε.
+    beta: clip adaptation strength β.
+    eps: ε for the std.
+    unbiased_std: n−1 std in both normalisations.
+
+  Returns:
+    (advantages [B, K], clip ranges ε_{i,t} [B, K]); both 0 on masked turns. Broadcast both to
+    tokens with `turns_to_tokens`; the clip ranges can be passed as `clip_low`/`clip_high` to the
+    PPO loss.
+  """
+  chex.assert_rank([info_gain, outcome_rewards, group_id, turn_mask], [2, 1, 1, 2])
+  chex.assert_equal_shape([info_gain, turn_mask])
+  turn_mask = turn_mask.astype(bool)
+  traj_mask = turn_mask.any(axis=1)
+  ig_hat = turn_group_normalize(info_gain, group_id, turn_mask, eps=eps,
+                                unbiased_std=unbiased_std)
+  acc = _turn_returns(ig_hat, turn_mask, gamma)
+  remaining = jnp.cumsum(turn_mask[:, ::-1].astype(acc.dtype), axis=1)[:, ::-1]
+  a_ig = acc / jnp.sqrt(jnp.maximum(remaining, 1.0))
+  a_out = grpo_advantages(outcome_rewards, group_id, traj_mask, eps=eps,
+                          unbiased_std=unbiased_std)
+  if outcome_on_all_turns:
+    out_turn = turn_mask
+  else:
+    out_turn = turn_mask & (remaining == 1.0)
+  adv = lambda_ig * a_ig + lambda_outcome * jnp.where(out_turn, a_out[:, None], 0.0)
+  c = 1.0 + beta * (2.0 * jax.nn.sigmoid(ig_hat) - 1.0)
+  return jnp.where(turn_mask, adv, 0.0), jnp.where(turn_mask, clip_eps * c, 0.0)
+
+
+# ----------------------------------------------------------------------------- IGPO
+
+
+def igpo_turn_rewards(gt_logprob_before: Array, gt_logprob_after: Array,
+                      outcome_rewards: Array, turn_mask: Array) -> Array:
+  """Information-gain turn rewards (IGPO, Wang et al. 2025, arXiv 2510.14967, §3, turn reward):
+
+  p_{i,t} = π_θ(a | q, o_{i,≤t}) = exp((1/L) Σ_j log π_θ(a_j | q, o_{i,≤t}, a_{<j})),
+  r_{i,t} = p_{i,t} − p_{i,t−1}   for non-final turns,   r_{i,Tᵢ} = outcome (F1 / format penalty).
+
+  The inputs are the length-averaged log-probabilities of the ground-truth answer a before and
+  after each turn (before_t = after_{t−1}, with before_1 conditioned on the question only), so a
+  caller with a [B, K+1] sequence of p's passes its two shifted views. The last valid turn of each
+  row gets `outcome_rewards` in place of its information gain.
+
+  Args:
+    gt_logprob_before: [B, K] mean GT-token log-prob before turn t.
+    gt_logprob_after: [B, K] mean GT-token log-prob after turn t.
+    outcome_rewards: [B] final-turn reward.
+    turn_mask: bool[B, K] valid turns.
+
+  Returns:
+    [B, K] turn rewards, 0 on masked turns.
+  """
+  chex.assert_rank([gt_logprob_before, gt_logprob_after, outcome_rewards, turn_mask],
+                   [2, 2, 1, 2])
+  chex.assert_equal_shape([gt_logprob_before, gt_logprob_after, turn_mask])
+  turn_mask = turn_mask.astype(bool)
+  before = jnp.where(turn_mask, _as_float(gt_logprob_before), 0.0)
+  after = jnp.where(turn_mask, _as_float(gt_logprob_after), 0.0)
+  ig = jnp.exp(after) - jnp.exp(before)
+  remaining = jnp.cumsum(turn_mask[:, ::-1].astype(jnp.int32), axis=1)[:, ::-1]
+  last = turn_mask & (remaining == 1)
+  r = jnp.where(last, _as_float(outcome_rewards)[:, None].astype(ig.dtype), ig)
+  return jnp.where(turn_mask, r, 0.0)
+
+
+def igpo_advantages(turn_rewards: Array, group_id: Array, turn_mask: Array, *,
+                    gamma: float = 1.0, eps: float = 1e-6, unbiased_std: bool = False) -> Array:
+  """IGPO advantage (Wang et al. 2025, arXiv 2510.14967, §3, paper form):
+
+  (1) r̃_{i,t} = (r_{i,t} − mean(R_q)) / (std(R_q) + ε),  R_q = {r_{i,t}: i ∈ q, t ≤ Tᵢ}
+  (2) A_{i,t} = Σ_{k ≥ t} γ^{k−t} r̃_{i,k}
+
+  The z-score pools every valid turn reward of the prompt group's rollouts. γ is not given in
+  the sources retrieved (unverified; the released code has a variant with γ = 0.5), so it is a
+  keyword. A group with fewer than two valid turn rewards gets r̃ = 0. The released code's
+  per-token group-mean variant is not this function.
+
+  Args:
+    turn_rewards: [B, K] per-turn rewards (`igpo_turn_rewards`).
+    group_id: int[B] prompt group, in [0, B).
+    turn_mask: bool[B, K] valid turns.
+    gamma: discount γ.
+    eps: ε added to the std.
+    unbiased_std: n−1 std.
+
+  Returns:
+    [B, K] advantages, 0 on masked turns.
+  """
+  chex.assert_rank([turn_rewards, group_id, turn_mask], [2, 1, 2])
+  chex.assert_equal_shape([turn_rewards, turn_mask])
+  b, k = turn_rewards.shape
+  turn_mask = turn_mask.astype(bool)
+  r = _as_float(turn_rewards)
+  seg = jnp.broadcast_to(group_id[:, None], (b, k))
+  mean, std, n = _segment_stats(r, seg, turn_mask, b, unbiased=unbiased_std)
+  mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
+  z = _safe_div(jnp.where(turn_mask, r, 0.0) - mean, std + eps)
+  z = jnp.where(turn_mask & (n > 1), z, 0.0)
+  return _turn_returns(z, turn_mask, gamma)
+
+
+# ----------------------------------------------------------------------------- SPIRAL / MARS
+
+
+def spiral_rae_advantages(rewards: Array, baseline_id: Array, mask: Array, baselines: Array, *,
+                          alpha: float = 0.95) -> tuple[Array, Array]:
+  """Role-conditioned advantage estimation (SPIRAL, Liu et al. 2025, arXiv 2506.24119, RAE):
+
+  A_{G,p}(τ) = R_p(τ) − b_{G,p},   then   b_{G,p} ← α b_{G,p} + (1 − α) R_p(τ).
+
+  One exponential-moving-average baseline per (game G, role p); the caller flattens that pair into
+  `baseline_id` (e.g. game · num_roles + role). As in the official code the baseline is read
+  before it is updated with the sample's own reward, and samples are processed one at a time in
+  batch order (a scan), so the batch result equals the sequential loop. The state is passed in
+  and returned: start from zeros (the code's init). Invalid samples neither read nor update.
+  Broadcast Â to every action token of that player's turns (γ = 1 in the paper).
+
+  Args:
+    rewards: [B] terminal reward R_p of each player-trajectory.
+    baseline_id: int[B] baseline slot (game, role) of each sample, in [0, N).
+    mask: bool[B] valid samples.
+    baselines: [N] current baselines b.
+    alpha: EMA decay α.
+
+  Returns:
+    (advantages [B], 0 where mask is false; updated baselines [N]).
+  """
+  chex.assert_rank([rewards, baseline_id, mask, baselines], [1, 1, 1, 1])
+  chex.assert_equal_shape([rewards, baseline_id, mask])
+  r = _as_float(rewards)
+  base = _as_float(baselines).astype(r.dtype)
+
+  def step(b, xs):
+    ri, idx, m = xs
+    a = ri - b[idx]
+    b = jnp.where(m, b.at[idx].set(alpha * b[idx] + (1.0 - alpha) * ri), b)
+    return b, jnp.where(m, a, 0.0)
+
+  new_base, adv = jax.lax.scan(step, base, (r, baseline_id, mask.astype(bool)))
+  return adv, new_base
+
+
+def mars_advantages(turn_rewards: Array, turn_role: Array, group_id: Array, turn_mask: Array, *,
+                    num_roles: int, gamma: float = 1.0, normalize_std: bool = True,
+                    eps: float = 1e-6, unbiased_std: bool = False) -> Array:
+  """Per-agent turn-level advantage with role-based group normalisation (MARS / MARSHAL, Yuan,
+  Xu et al. 2025, arXiv 2510.15414, turn-level advantage):
+
+  G^p_{i,t} = Σ_{t' ≥ t, role(t') = p} γ^{n(t, t')} r_{i,t'},   p = role(t),
+  A_{i,t} = (G^p_{i,t} − mean_{q,p}) / (std_{q,p} + ε),
+
+  the sum running over agent p's own later turns (summation before normalisation), with
+  statistics over the valid turns of agent p in prompt group q (key (group, role), the code's
+  `_p0` / `_p1` group suffix). n(t, t') counts agent p's own turns between t and t' (unverified;
+  irrelevant at the paper's γ = 1). A (group, role) with one valid turn gives 0.
+  normalize_std=False only centres. (The released pipeline's extra whitening passes are separate
+  functions: `advantages.whiten`.)
+
+  Args:
+    turn_rewards: [B, K] reward of each turn to the agent who took it.
+    turn_role: int[B, K] acting agent of each turn, in [0, num_roles).
+    group_id: int[B] prompt group, in [0, B).
+    turn_mask: bool[B, K] valid turns.
+    num_roles: number of agents.
+    gamma: discount γ over the agent's own turns.
+    normalize_std: divide by the (group, role) std.
+    eps: ε added to the std.
+    unbiased_std: n−1 std.
+
+  Returns:
+    [B, K] advantages, 0 on masked turns.
+  """
+  chex.assert_rank([turn_rewards, turn_role, group_id, turn_mask], [2, 2, 1, 2])
+  chex.assert_equal_shape([turn_rewards, turn_role, turn_mask])
+  b, k = turn_rewards.shape
+  turn_mask = turn_mask.astype(bool)
+  r = _as_float(turn_rewards)
+  g = jnp.zeros_like(r)
+  for p in range(num_roles):
+    m = turn_mask & (turn_role == p)
+    g = g + _turn_returns(r, m, gamma)
+  seg = group_id[:, None] * num_roles + jnp.clip(turn_role, 0, num_roles - 1)
+  mean, std, n = _segment_stats(g, seg, turn_mask, b * num_roles, unbiased=unbiased_std)
+  mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
+  adv = g - mean
+  if normalize_std:
+    adv = _safe_div(adv, std + eps)
+  return jnp.where(turn_mask & (n > 1), adv, 0.0)
+
+
+# ----------------------------------------------------------------------------- HiPER
+
+
+def hiper_advantages(rewards: Array, dones: Array, turn_mask: Array, switch: Array,
+                     v_low: Array, v_high: Array, v_term: Array, *, gamma: float = 1.0,
+                     lambda_turn: float = 1.0, lambda_seg: float = 0.95,
+                     bootstrap_truncated: bool = False) -> dict[str, Array]:
+  """Hierarchical advantage estimation (HiPER, Peng et al. 2026, arXiv 2602.16165, HAE as in
+  the official `core_hae.py`).
+
+  Segments: the first valid turn and every SWITCH turn open a segment k = [s_k, e_k], of d_k
+  valid turns. Iterating backward over the valid turns of each row:
+
+  executor (per turn, GAE reset at segment ends):
+    V⁺ₜ = V_low(s_{t+1}) if t < e_k;  V_high(s_{s_{k+1}}) if t = e_k has a next segment;
+          V_low(sₜ) if bootstrap_truncated and no next segment; else 0
+    δₜ = rₜ + γ(1 − dₜ)V⁺ₜ − V_low(sₜ),   Âˡᵒʷₜ = δₜ + γλ_turn(1 − dₜ)Âˡᵒʷₜ₊₁ (Âˡᵒʷ_{e_k+1} = 0),
+    Rˡᵒʷₜ = Âˡᵒʷₜ + V_low(sₜ);
+  planner (per segment, SMDP GAE, stored at the boundary turn s_k):
+    G_k = Σ_{j<d_k} γʲ r_{s_k+j},
+    δ_k = G_k + γ^{d_k}(1 − d_{e_k})V_high(s_{k+1}) − V_high(s_{s_k}),
+    Âʰⁱᵍʰ_k = δ_k + γ^{d_k}λ_seg(1 − d_{e_k})Âʰⁱᵍʰ_{k+1},  Rʰⁱᵍʰ_k = Âʰⁱᵍʰ_k + V_high(s_{s_k});
+  switch head (per turn):
+    G̃ₜ = rₜ + γ(1 − dₜ)G̃ₜ₊₁ with G̃_{e_k+1} = V_high(s_{k+1}) (0 after the last segment),
+    Âᵗᵉʳᵐₜ = G̃ₜ − V_term(sₜ).
+
+  V_high(s_{k+1}) is 0 after the last segment in the planner and switch terms (the source gives
+  truncation bootstrapping for the executor only). The per-head batch z-scores (`norm_adv`) are
+  `advantages.whiten` calls on the outputs (mask `turn_mask` for low/term, `boundary` for high);
+  the three heads go to disjoint token masks (action / boundary subgoal / switch tokens).
+
+  Args:
+    rewards: [B, K] shaped per-turn rewards.
+    dones: bool[B, K] true terminal after the turn.
+    turn_mask: bool[B, K] valid turns (holes are skipped).
+    switch: bool[B, K] SWITCH turns (the first valid turn is always a boundary).
+    v_low, v_high, v_term: [B, K] the three critic heads at each turn (v_high is only read at
+      boundary turns).
+    gamma: discount γ.
+    lambda_turn: executor GAE λ.
+    lambda_seg: planner GAE λ.
+    bootstrap_truncated: executor bootstrap on a truncated last segment.
+
+  Returns:
+    dict with [B, K] arrays `low_adv`, `low_ret`, `high_adv`, `high_ret` (nonzero only at
+    boundary turns), `term_adv`, `term_ret`, and bool `boundary`; all 0 / False on masked turns.
+  """
+  chex.assert_rank([rewards, dones, turn_mask, switch, v_low, v_high, v_term], 2)
+  chex.assert_equal_shape([rewards, dones, turn_mask, switch, v_low, v_high, v_term])
+  r = _as_float(rewards)
+  mask = turn_mask.astype(bool)
+  first = mask & (jnp.cumsum(mask.astype(jnp.int32), axis=1) == 1)
+  boundary = mask & (switch.astype(bool) | first)
+  d = dones.astype(r.dtype)
+  vl, vh, vt = (_as_float(v).astype(r.dtype) for v in (v_low, v_high, v_term))
+  zeros = jnp.zeros((r.shape[0],), r.dtype)
+  fzero = jnp.zeros((r.shape[0],), bool)
+
+  def step(c, xs):
+    rt, dt, m, bd, vlt, vht, vtt = xs
+    at_end = ~c["has_next"] | c["next_boundary"]
+    next_seg_v = jnp.where(c["has_next"], c["vh_next"], 0.0)
+    # Executor.
+    v_plus = jnp.where(~at_end, c["vl_next"],
+                       jnp.where(c["has_next"], c["vh_next"],
+                                 vlt if bootstrap_truncated else zeros))
+    delta = rt + gamma * (1.0 - dt) * v_plus - vlt
+    a_low = delta + gamma * lambda_turn * (1.0 - dt) * jnp.where(at_end, 0.0, c["a_low"])
+    # Switch head.
+    g_term = rt + gamma * (1.0 - dt) * jnp.where(at_end, next_seg_v, c["g_term"])
+    # Planner: running in-segment discounted sum, length and end state.
+    seg_g = rt + gamma * jnp.where(at_end, 0.0, c["seg_g"])
+    seg_len = 1.0 + jnp.where(at_end, 0.0, c["seg_len"])
+    seg_done = jnp.where(at_end, dt, c["seg_done"])
+    seg_v = jnp.where(at_end, next_seg_v, c["seg_v"])
+    disc = gamma ** seg_len
+    a_high = (seg_g + disc * (1.0 - seg_done) * seg_v - vht
+              + disc * lambda_seg * (1.0 - seg_done) * c["a_high"])
+    new = dict(
+        has_next=c["has_next"] | m,
+        next_boundary=jnp.where(m, bd, c["next_boundary"]),
+        vl_next=jnp.where(m, vlt, c["vl_next"]),
+        vh_next=jnp.where(m, vht, c["vh_next"]),
+        a_low=jnp.where(m, a_low, c["a_low"]),
+        g_term=jnp.where(m, g_term, c["g_term"]),
+        seg_g=jnp.where(m, seg_g, c["seg_g"]),
+        seg_len=jnp.where(m, seg_len, c["seg_len"]),
+        seg_done=jnp.where(m, seg_done, c["seg_done"]),
+        seg_v=jnp.where(m, seg_v, c["seg_v"]),
+        a_high=jnp.where(m & bd, a_high, c["a_high"]),
+    )
+    hb = m & bd
+    out = (jnp.where(m, a_low, 0.0), jnp.where(m, a_low + vlt, 0.0),
+           jnp.where(hb, a_high, 0.0), jnp.where(hb, a_high + vht, 0.0),
+           jnp.where(m, g_term - vtt, 0.0), jnp.where(m, g_term, 0.0))
+    return new, out
+
+  init = dict(has_next=fzero, next_boundary=fzero, vl_next=zeros, vh_next=zeros, a_low=zeros,
+              g_term=zeros, seg_g=zeros, seg_len=zeros, seg_done=zeros, seg_v=zeros,
+              a_high=zeros)
+  xs = tuple(x.T for x in (r, d, mask, boundary, vl, vh, vt))
+  _, outs = jax.lax.scan(step, init, xs, reverse=True)
+  names = ("low_adv", "low_ret", "high_adv", "high_ret", "term_adv", "term_ret")
+  result = {n: o.T for n, o in zip(names, outs)}
+  result["boundary"] = boundary
+  return result
+
+
+# ----------------------------------------------------------------------------- G-RA
+
+
+def gated_reward_accumulation(high_reward: Array, low_rewards: Array, turn_mask: Array, *,
+                              threshold: float) -> tuple[Array, Array]:
+  """Gated reward accumulation (G-RA, Sun et al. 2025, arXiv 2508.10548):
+
+  R_GRA(τ) = r_high(τ) + 1[r_high(τ) ≥ Δ] · Σ_t r_low_t,   r̃_t = 1[r_high(τ) ≥ Δ] · r_low_t.
+
+  The gate is decided in hindsight from the episode's high-level (outcome) reward.
+
+  Args:
+    high_reward: [B] high-level reward.
+    low_rewards: [B, K] low-level (step) rewards.
+    turn_mask: bool[B, K] valid turns.
+    threshold: gate Δ.
+
+  Returns:
+    (episode reward R_GRA [B], gated step rewards r̃ [B, K] with 0 on masked turns).
+  """
+  chex.assert_rank([high_reward, low_rewards, turn_mask], [1, 2, 2])
+  chex.assert_equal_shape([low_rewards, turn_mask])
+  hi = _as_float(high_reward)
+  gate = hi >= threshold
+  low = jnp.where(turn_mask.astype(bool) & gate[:, None], _as_float(low_rewards), 0.0)
+  return hi + low.sum(axis=1), low
+
+
+def gated_multi_priority(rewards: Array, *, thresholds) -> Array:
+  """Multi-priority G-RA (Sun et al. 2025, arXiv 2508.10548, generalisation):
+
+  R = Σ_c (Π_{j < c} 1[r_j ≥ δ_j]) · r_c,
+
+  channels ordered by priority (column 0 highest): channel c counts only if every higher-priority
+  channel meets its threshold. Column 0 always counts.
+
+  Args:
+    rewards: [B, C] reward channels, highest priority first.
+    thresholds: [C] (or length-C sequence) thresholds δ; the last one is unused.
+
+  Returns:
+    [B] gated total reward.
+  """
+  chex.assert_rank(rewards, 2)
+  r = _as_float(rewards)
+  th = jnp.asarray(thresholds, r.dtype)
+  chex.assert_shape(th, (r.shape[1],))
+  passed = (r >= th[None, :]).astype(r.dtype)
+  gate = jnp.concatenate([jnp.ones_like(passed[:, :1]),
+                          jnp.cumprod(passed[:, :-1], axis=1)], axis=1)
+  return jnp.sum(gate * r, axis=1)
+
+
+# ----------------------------------------------------------------------------- masking tricks
+
+
+def void_turn_filter(loss_mask: Array, void_turn: Array, turn_mask: Array) -> Array:
+  """SimpleTIR void-turn filter (Xue, Zheng et al. 2025, arXiv 2509.02479): a trajectory with
+  any void valid turn (no complete code block and no final answer) has its whole loss mask
+  zeroed; advantages are computed over the group before this mask is applied.
+
+  Args:
+    loss_mask: bool[B, T] tokens in the loss.
+    void_turn: bool[B, K] void turns.
+    turn_mask: bool[B, K] valid turns.
+
+  Returns:
+    bool[B, T] filtered loss mask.
+  """
+  chex.assert_rank([loss_mask, void_turn, turn_mask], 2)
+  chex.assert_equal_shape([void_turn, turn_mask])
+  bad = jnp.any(void_turn.astype(bool) & turn_mask.astype(bool), axis=1)
+  return loss_mask.astype(bool) & ~bad[:, None]
+
+
+def over_turn_mask(loss_mask: Array, exceeded: Array) -> Array:
+  """Mini-o3 over-turn masking (arXiv 2509.07969): rollouts that hit the turn / image / context
+  budget stay in the group statistics but get a zero loss mask (no gradient, neither rewarded
+  nor penalised).
+
+  Args:
+    loss_mask: bool[B, T] tokens in the loss.
+    exceeded: bool[B] over-budget rollouts.
+
+  Returns:
+    bool[B, T] masked loss mask.
+  """
+  chex.assert_rank([loss_mask, exceeded], [2, 1])
+  return loss_mask.astype(bool) & ~exceeded.astype(bool)[:, None]
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+CREDIT: dict[str, Callable] = {
+    "gigpo": gigpo_advantages,
+    "gigpo_mean_norm": functools.partial(gigpo_advantages, normalize_std=False),
+    "a2tgpo": a2tgpo_advantages,
+    "turn_group_normalize": turn_group_normalize,
+    "igpo": igpo_advantages,
+    "igpo_turn_rewards": igpo_turn_rewards,
+    "spiral_rae": spiral_rae_advantages,
+    "mars": mars_advantages,
+    "hiper": hiper_advantages,
+    "gra": gated_reward_accumulation,
+    "gra_multi_priority": gated_multi_priority,
+    "simpletir_void_filter": void_turn_filter,
+    "mini_o3_over_turn": over_turn_mask,
+}
+
+
+def get_credit(name: str) -> Callable:
+  """The credit-assignment function registered under `name`; ValueError listing valid names."""
+  try:
+    return CREDIT[name]
+  except KeyError:
+    raise ValueError(f"Unknown credit estimator {name!r}; valid names: "
+                     f"{', '.join(sorted(CREDIT))}.") from None
