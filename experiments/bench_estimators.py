@@ -1,4 +1,4 @@
-r"""Advantage estimators, jitted, against the numpy reference loops the tests check them with.
+r"""Advantage estimators (turn-level GAE, GiGPO), jitted, against the numpy reference loops the tests check them with.
 
 A batch of 1024 trajectories x 50 turns x 32 tokens per turn (ragged: each trajectory
 plays 1..50 turns; each turn is 8 observation tokens then 24 action tokens). Times the
@@ -22,7 +22,9 @@ import jax
 import numpy as np
 
 from agentrl import advantages
+from agentrl import credit
 from tests import test_advantages as adv_refs
+from tests import test_credit as credit_refs
 
 _JSON = flags.DEFINE_string("json", None, "Write the figures to this JSON file.")
 _BATCH = flags.DEFINE_integer("batch", 1024, "Trajectories.")
@@ -52,7 +54,9 @@ def make_batch(batch: int, turns: int, tokens_per_turn: int, seed: int = 0) -> d
       dones=dones, turn_mask=turn_mask, turn_index=turn_index, action_mask=action_mask,
       bootstrap=rng.normal(size=batch).astype(np.float32),
       episode_returns=rng.normal(size=batch).astype(np.float32),
-      group_id=(np.arange(batch) // 8).astype(np.int32))
+      group_id=(np.arange(batch) // 8).astype(np.int32),
+      # Few distinct states per turn, so trajectories of a group share anchor states.
+      anchor_id=rng.integers(0, 4, size=(batch, turns)).astype(np.int32) + 4 * np.arange(turns))
 
 
 def reference_turn_level_gae(b: dict) -> np.ndarray:
@@ -97,6 +101,19 @@ def main(argv):
   np.testing.assert_allclose(np.asarray(ours), ref, atol=1e-3, rtol=1e-3)
   results["turn_level_gae"] = dict(jitted_s=ours_s, reference_s=ref_s, ratio=ref_s / ours_s,
                                    compile_s=compile_s)
+
+  gigpo = jax.jit(lambda ret, gid, rew, m, anchor: credit.gigpo_advantages(
+      ret, gid, rew, m, anchor, gamma=GAMMA))
+  args = jax.device_put((b["episode_returns"], b["group_id"], b["rewards"], b["turn_mask"],
+                         b["anchor_id"]))
+  ours_s, compile_s, ours = time_jitted(gigpo, *args, repeats=_REPEATS.value)
+  start = time.perf_counter()
+  ref = credit_refs.ref_gigpo(b["episode_returns"], b["group_id"], b["rewards"], b["turn_mask"],
+                              b["anchor_id"], GAMMA, 1.0, True, True, True, 1e-6)
+  ref_s = time.perf_counter() - start
+  np.testing.assert_allclose(np.asarray(ours), ref, atol=1e-3, rtol=1e-3)
+  results["gigpo"] = dict(jitted_s=ours_s, reference_s=ref_s, ratio=ref_s / ours_s,
+                          compile_s=compile_s)
 
   for name, r in results.items():
     if isinstance(r, dict):
