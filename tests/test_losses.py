@@ -550,3 +550,166 @@ def test_registry():
     losses.get_loss("nope")
   for name in losses.LOSSES:
     assert name in str(err.value)
+
+
+# ----------------------------------------------------------------------------- REFUEL
+
+
+def refuel_batch(seed: int, p: int = 5, t: int = T):
+  """Random pairs with ragged masks; pair 1 has both members all masked."""
+  rng = np.random.default_rng(seed)
+  f = lambda *s: rng.normal(size=s).astype(np.float32)
+  b = {
+      "logprobs": f(p, t) - 1.0, "ref": f(p, t) - 1.0, "mask": rng.random((p, t)) < 0.6,
+      "pair_logprobs": f(p, t) - 1.0, "pair_ref": f(p, t) - 1.0, "pair_mask": rng.random((p, t)) < 0.6,
+      "rewards": f(p), "pair_rewards": f(p),
+  }
+  b["mask"][1] = False
+  b["pair_mask"][1] = False
+  b["mask"][[0, 3, 4], 0] = True
+  b["mask"][2] = False  # one member empty: still a valid pair
+  b["pair_mask"][2, 0] = True
+  for k in ("logprobs", "ref", "pair_logprobs", "pair_ref"):  # garbage under the masks
+    m = b["pair_mask"] if k.startswith("pair") else b["mask"]
+    b[k] = np.where(m, b[k], np.nan).astype(np.float32)
+  return b
+
+
+def refuel_call(b, **kw):
+  return losses.refuel_loss(b["logprobs"], b["ref"], b["mask"], b["pair_logprobs"], b["pair_ref"],
+                            b["pair_mask"], b["rewards"], b["pair_rewards"], **kw)
+
+
+def refuel_reference(b, eta, form):
+  total, n = 0.0, 0
+  for i in range(b["mask"].shape[0]):
+    if not (b["mask"][i].any() or b["pair_mask"][i].any()):
+      continue
+    d = 0.0
+    for t in range(b["mask"].shape[1]):
+      if b["mask"][i, t]:
+        d += float(b["logprobs"][i, t]) - float(b["ref"][i, t])
+      if b["pair_mask"][i, t]:
+        d -= float(b["pair_logprobs"][i, t]) - float(b["pair_ref"][i, t])
+    dr = float(b["rewards"][i]) - float(b["pair_rewards"][i])
+    r = d / eta - dr if form == "paper" else d - eta * dr
+    total, n = total + r * r, n + 1
+  return (total / n if n else 0.0), total, n
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("form", losses.REFUEL_FORMS)
+@pytest.mark.parametrize("eta", [1.0, 3.0])
+def test_refuel_matches_reference(seed, form, eta):
+  b = refuel_batch(seed)
+  loss, m = refuel_call(b, eta=eta, form=form)
+  ref_loss, ref_sum, ref_n = refuel_reference(b, eta, form)
+  assert_close(loss, ref_loss)
+  assert_close(m["loss_sum"], ref_sum)
+  assert float(m["loss_weight"]) == ref_n == 4
+  assert_close(loss, m["loss_sum"] / m["loss_weight"])
+  assert all(np.isfinite(float(v)) for v in m.values())
+
+
+def test_refuel_hand_case():
+  # Pair 0: Δ = (−1 − −2) + (−1 − −1) − ((−3 − −2)) = 1 + 0 + 1 = 2; ΔR = 1 − 0 = 1.
+  # Pair 1: both masks empty -> left out.
+  lp = np.array([[-1.0, -1.0, 9.0], [0.0, 0.0, 0.0]], np.float32)
+  ref = np.array([[-2.0, -1.0, 9.0], [0.0, 0.0, 0.0]], np.float32)
+  mask = np.array([[True, True, False], [False, False, False]])
+  plp = np.array([[-3.0, 5.0, 5.0], [0.0, 0.0, 0.0]], np.float32)
+  pref = np.array([[-2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+  pmask = np.array([[True, False, False], [False, False, False]])
+  r, pr = np.array([1.0, 7.0], np.float32), np.array([0.0, -7.0], np.float32)
+  loss, m = losses.refuel_loss(lp, ref, mask, plp, pref, pmask, r, pr, eta=4.0)
+  assert_close(loss, (2.0 / 4.0 - 1.0) ** 2)  # 0.25
+  assert float(m["loss_weight"]) == 1.0
+  loss, m = losses.refuel_loss(lp, ref, mask, plp, pref, pmask, r, pr, eta=4.0, form="code")
+  assert_close(loss, (2.0 - 4.0) ** 2)  # η² × the paper form
+  assert_close(m["log_ratio_diff"], 2.0)
+  assert_close(m["reward_diff"], 1.0)
+  empty = np.zeros_like(mask)
+  loss, m = losses.refuel_loss(lp, ref, empty, plp, pref, empty, r, pr, eta=4.0)
+  assert float(loss) == 0.0 and float(m["loss_weight"]) == 0.0
+  with pytest.raises(ValueError):
+    losses.refuel_loss(lp, ref, mask, plp, pref, pmask, r, pr, eta=0.0)
+  with pytest.raises(ValueError):
+    losses.refuel_loss(lp, ref, mask, plp, pref, pmask, r, pr, eta=1.0, form="nope")
+
+
+def test_refuel_gradients_finite_and_jit():
+  b = refuel_batch(7)
+  eta = 2.0
+
+  def f(lp, plp):
+    return refuel_call(dict(b, logprobs=lp, pair_logprobs=plp), eta=eta)[0]
+  g, pg = jax.grad(f, argnums=(0, 1))(jnp.asarray(b["logprobs"]), jnp.asarray(b["pair_logprobs"]))
+  assert np.all(np.isfinite(g)) and np.all(np.isfinite(pg))
+  assert np.all(np.asarray(g)[~b["mask"]] == 0) and np.all(np.asarray(pg)[~b["pair_mask"]] == 0)
+  # d loss / d log π_θ(y_t) = (2/n) · residual / η on the first member, the negative on the second.
+  _, ref_sum, n = refuel_reference(b, eta, "paper")
+  for i in range(b["mask"].shape[0]):
+    d = np.nansum(np.where(b["mask"][i], b["logprobs"][i] - b["ref"][i], 0.0))
+    d -= np.nansum(np.where(b["pair_mask"][i], b["pair_logprobs"][i] - b["pair_ref"][i], 0.0))
+    resid = d / eta - (b["rewards"][i] - b["pair_rewards"][i])
+    if b["mask"][i].any() or b["pair_mask"][i].any():
+      assert_close(np.asarray(g)[i][b["mask"][i]], 2.0 / n * resid / eta)
+      assert_close(np.asarray(pg)[i][b["pair_mask"][i]], -2.0 / n * resid / eta)
+  grad_ref = jax.grad(lambda r: refuel_call(dict(b, ref=r), eta=eta)[0])(jnp.asarray(b["ref"]))
+  assert np.all(np.asarray(grad_ref) == 0)  # π_t is a constant
+  eager = refuel_call(b, eta=eta)
+  jitted = jax.jit(lambda c: refuel_call(c, eta=eta))(b)
+  assert_close(eager[0], jitted[0])
+  for key in eager[1]:
+    assert_close(eager[1][key], jitted[1][key])
+  assert losses.get_loss("refuel") is losses.refuel_loss
+
+
+# ----------------------------------------------------------------------------- SeeUPO schedule
+
+
+def test_seeupo_schedule_hand_case():
+  # Ragged turns: row 0 has 3 turns, row 1 has 1 turn, row 2 has 2 turns with observation
+  # tokens (−1) between them; row 3 is padding only.
+  turn_index = np.array([
+      [0, 0, -1, 1, -1, 2, 2],
+      [-1, 0, 0, 0, -1, -1, -1],
+      [0, -1, -1, 1, 1, 1, -1],
+      [-1, -1, -1, -1, -1, -1, -1],
+  ], np.int32)
+  action_mask = turn_index >= 0
+  action_mask[2, 5] = False  # a non-action token inside a turn is in no stage
+  k = 3
+  sched = np.asarray(losses.seeupo_schedule(turn_index, action_mask, num_turns=k))
+  assert sched.shape == (k, 4, 7) and sched.dtype == bool
+  expected_stage0 = np.zeros((4, 7), bool)
+  expected_stage0[0, 5:7] = True  # turn 2 first
+  expected_stage1 = np.zeros((4, 7), bool)
+  expected_stage1[0, 3] = True
+  expected_stage1[2, 3:5] = True
+  expected_stage2 = np.zeros((4, 7), bool)
+  expected_stage2[0, 0:2] = True
+  expected_stage2[1, 1:4] = True
+  expected_stage2[2, 0] = True
+  np.testing.assert_array_equal(sched[0], expected_stage0)
+  np.testing.assert_array_equal(sched[1], expected_stage1)
+  np.testing.assert_array_equal(sched[2], expected_stage2)
+  # Exact partition of the action tokens; stage s holds turn K−1−s only.
+  np.testing.assert_array_equal(sched.sum(0), action_mask.astype(int))
+  for s in range(k):
+    assert np.all(turn_index[sched[s]] == k - 1 - s)
+  jitted = jax.jit(functools.partial(losses.seeupo_schedule, num_turns=k))(turn_index, action_mask)
+  np.testing.assert_array_equal(sched, jitted)
+  assert losses.SCHEDULES["seeupo"] is losses.seeupo_schedule
+  with pytest.raises(ValueError):
+    losses.seeupo_schedule(turn_index, action_mask, num_turns=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_seeupo_schedule_partitions_random_turns(seed):
+  turn_index, action_mask = turn_batch(seed)
+  sched = np.asarray(losses.seeupo_schedule(turn_index, action_mask, num_turns=K))
+  valid = action_mask & (turn_index >= 0) & (turn_index < K)
+  np.testing.assert_array_equal(sched.sum(0), valid.astype(int))
+  for s in range(K):
+    assert np.all(turn_index[sched[s]] == K - 1 - s)
