@@ -22,6 +22,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from agentrl import registry
+
 Array = jax.Array
 
 
@@ -376,8 +378,4 @@ ESTIMATORS: dict[str, Callable] = {
 
 def get_estimator(name: str) -> Callable:
   """The estimator registered under `name`; ValueError listing the valid names otherwise."""
-  try:
-    return ESTIMATORS[name]
-  except KeyError:
-    raise ValueError(f"Unknown advantage estimator {name!r}; valid names: "
-                     f"{', '.join(sorted(ESTIMATORS))}.") from None
+  return registry.lookup(ESTIMATORS, name, "advantage estimator")

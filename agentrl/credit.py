@@ -19,6 +19,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from agentrl import registry
 from agentrl.advantages import discounted_returns, grpo_advantages
 from agentrl.hiper import hiper_advantages  # re-exported: registered below as "hiper"
 
@@ -526,8 +527,4 @@ CREDIT: dict[str, Callable] = {
 
 def get_credit(name: str) -> Callable:
   """The credit-assignment function registered under `name`; ValueError listing valid names."""
-  try:
-    return CREDIT[name]
-  except KeyError:
-    raise ValueError(f"Unknown credit estimator {name!r}; valid names: "
-                     f"{', '.join(sorted(CREDIT))}.") from None
+  return registry.lookup(CREDIT, name, "credit estimator")

@@ -26,6 +26,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from agentrl import registry
+
 Array = jax.Array
 Metrics = dict[str, Array]
 
@@ -488,8 +490,4 @@ VALUE_LOSSES: dict[str, Callable[..., tuple[Array, Metrics]]] = {
 
 def get_value_loss(name: str) -> Callable[..., tuple[Array, Metrics]]:
   """The loss registered under `name`; a ValueError lists the valid names."""
-  try:
-    return VALUE_LOSSES[name]
-  except KeyError:
-    raise ValueError(
-        f"Unknown value loss {name!r}; valid names: {', '.join(sorted(VALUE_LOSSES))}.") from None
+  return registry.lookup(VALUE_LOSSES, name, "value loss")

@@ -9,6 +9,7 @@ from typing import Callable
 
 import jax
 
+from agentrl import registry
 # pylint: disable=unused-import  (the package's public names)
 from agentrl.losses.policy import (AGGREGATIONS, KL_ESTIMATORS, aggregate,  # noqa: F401
                                    bc_loss, clipped_value_loss, entropy_from_logits,
@@ -32,6 +33,4 @@ LOSSES: dict[str, Callable[..., tuple[Array, dict[str, Array]]]] = {
 
 def get_loss(name: str) -> Callable[..., tuple[Array, dict[str, Array]]]:
   """The loss registered under `name`; ValueError listing the valid names otherwise."""
-  if name not in LOSSES:
-    raise ValueError(f"Unknown loss {name!r}; valid names: {', '.join(sorted(LOSSES))}.")
-  return LOSSES[name]
+  return registry.lookup(LOSSES, name, "loss")

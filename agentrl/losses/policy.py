@@ -123,21 +123,25 @@ def _clipped_surrogate(
   return per_token, is_clipped, is_dual
 
 
+def _loss_metrics(loss: Array, loss_sum: Array, loss_weight: Array,
+                  **extra: Array) -> dict[str, Array]:
+  """The metrics every loss returns (loss, loss_sum, loss_weight) plus `extra`, all without
+  gradient."""
+  return jax.lax.stop_gradient(
+      {"loss": loss, "loss_sum": loss_sum, "loss_weight": loss_weight, **extra})
+
+
 def _policy_metrics(
     loss, loss_sum, loss_weight, log_ratio, ratio, is_clipped, is_dual, mask
 ) -> dict[str, Array]:
-  sg = jax.lax.stop_gradient
-  return {
-      "loss": sg(loss),
-      "loss_sum": sg(loss_sum),
-      "loss_weight": sg(loss_weight),
-      "clip_fraction": sg(_token_mean(is_clipped.astype(jnp.float32), mask)),
-      "dual_clip_fraction": sg(_token_mean(is_dual.astype(jnp.float32), mask)),
+  return _loss_metrics(
+      loss, loss_sum, loss_weight,
+      clip_fraction=_token_mean(is_clipped.astype(jnp.float32), mask),
+      dual_clip_fraction=_token_mean(is_dual.astype(jnp.float32), mask),
       # KL(π_old ‖ π_θ) by k3 on behaviour samples: r − 1 − log r with r = π_θ/π_old.
-      "approx_kl": sg(_token_mean(jnp.expm1(log_ratio) - log_ratio, mask)),
-      "ratio_mean": sg(_token_mean(ratio, mask)),
-      "num_tokens": sg(jnp.sum(mask).astype(jnp.float32)),
-  }
+      approx_kl=_token_mean(jnp.expm1(log_ratio) - log_ratio, mask),
+      ratio_mean=_token_mean(ratio, mask),
+      num_tokens=jnp.sum(mask).astype(jnp.float32))
 
 
 def ppo_clip_loss(
@@ -183,7 +187,8 @@ def ppo_clip_loss(
   per_token, is_clipped, is_dual = _clipped_surrogate(
       ratio, advantages, mask, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip)
   loss, loss_sum, loss_weight = aggregate(per_token, mask, mode=aggregation, max_tokens=max_tokens)
-  metrics = _policy_metrics(loss, loss_sum, loss_weight, log_ratio, ratio, is_clipped, is_dual, mask)
+  metrics = _policy_metrics(loss, loss_sum, loss_weight, log_ratio, ratio, is_clipped, is_dual,
+                            mask)
   return loss, metrics
 
 
@@ -225,15 +230,11 @@ def clipped_value_loss(
   err_clipped = jnp.square(v_clipped - returns)
   per_token = 0.5 * jnp.maximum(err, err_clipped)
   loss, loss_sum, loss_weight = aggregate(per_token, mask, mode=aggregation, max_tokens=max_tokens)
-  sg = jax.lax.stop_gradient
-  metrics = {
-      "loss": sg(loss),
-      "loss_sum": sg(loss_sum),
-      "loss_weight": sg(loss_weight),
-      "vf_clip_fraction": sg(_token_mean((err_clipped > err).astype(jnp.float32), mask)),
-      "value_mean": sg(_token_mean(values, mask)),
-      "return_mean": sg(_token_mean(returns, mask)),
-  }
+  metrics = _loss_metrics(
+      loss, loss_sum, loss_weight,
+      vf_clip_fraction=_token_mean((err_clipped > err).astype(jnp.float32), mask),
+      value_mean=_token_mean(values, mask),
+      return_mean=_token_mean(returns, mask))
   return loss, metrics
 
 
@@ -270,7 +271,8 @@ def kl_penalty(
   elif estimator == "k3":
     kl = jnp.expm1(log_r) - log_r
   else:
-    raise ValueError(f"kl_penalty: unknown estimator {estimator!r}; valid: {', '.join(KL_ESTIMATORS)}.")
+    raise ValueError(f"kl_penalty: unknown estimator {estimator!r}; "
+                     f"valid: {', '.join(KL_ESTIMATORS)}.")
   if clamp is not None:
     kl = jnp.clip(kl, -clamp, clamp)
   return kl
@@ -305,13 +307,9 @@ def kl_loss(
   ref_logprobs = jax.lax.stop_gradient(_masked(ref_logprobs, mask))
   per_token = kl_penalty(logprobs, ref_logprobs, estimator=estimator, clamp=clamp)
   loss, loss_sum, loss_weight = aggregate(per_token, mask, mode=aggregation, max_tokens=max_tokens)
-  sg = jax.lax.stop_gradient
-  metrics = {
-      "loss": sg(loss),
-      "loss_sum": sg(loss_sum),
-      "loss_weight": sg(loss_weight),
-      "kl": sg(_token_mean(per_token, mask)),
-  }
+  metrics = _loss_metrics(
+      loss, loss_sum, loss_weight,
+      kl=_token_mean(per_token, mask))
   return loss, metrics
 
 
@@ -352,13 +350,9 @@ def entropy_loss(
   logits = jnp.where(mask[..., None], logits, 0.0)
   entropy = entropy_from_logits(logits)
   loss, loss_sum, loss_weight = aggregate(-entropy, mask, mode=aggregation, max_tokens=max_tokens)
-  sg = jax.lax.stop_gradient
-  metrics = {
-      "loss": sg(loss),
-      "loss_sum": sg(loss_sum),
-      "loss_weight": sg(loss_weight),
-      "entropy": sg(_token_mean(entropy, mask)),
-  }
+  metrics = _loss_metrics(
+      loss, loss_sum, loss_weight,
+      entropy=_token_mean(entropy, mask))
   return loss, metrics
 
 
@@ -384,13 +378,9 @@ def bc_loss(
   mask = mask.astype(bool)
   nll = -_masked(logprobs, mask)
   loss, loss_sum, loss_weight = aggregate(nll, mask, mode=aggregation, max_tokens=max_tokens)
-  sg = jax.lax.stop_gradient
-  metrics = {
-      "loss": sg(loss),
-      "loss_sum": sg(loss_sum),
-      "loss_weight": sg(loss_weight),
-      "nll": sg(_token_mean(nll, mask)),
-  }
+  metrics = _loss_metrics(
+      loss, loss_sum, loss_weight,
+      nll=_token_mean(nll, mask))
   return loss, metrics
 
 

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 
 # pylint: disable=protected-access  (helpers shared with the token-level losses)
-from agentrl.losses.policy import (_clipped_surrogate, _masked, _policy_metrics, _safe_div,
-                                   _token_mean, aggregate)
+from agentrl.losses.policy import (_clipped_surrogate, _loss_metrics, _masked, _policy_metrics,
+                                   _safe_div, _token_mean, aggregate)
 
 Array = jax.Array
 
@@ -216,15 +216,12 @@ def refuel_loss(
   loss_sum = jnp.sum(per_pair)
   loss_weight = jnp.sum(valid).astype(jnp.float32)
   loss = _safe_div(loss_sum, loss_weight)
-  metrics = {
-      "loss": sg(loss),
-      "loss_sum": sg(loss_sum),
-      "loss_weight": sg(loss_weight),
-      "log_ratio_diff": sg(_safe_div(jnp.sum(_masked(delta, valid)), loss_weight)),
-      "reward_diff": sg(_safe_div(jnp.sum(reward_diff), loss_weight)),
-      "residual_abs": sg(_safe_div(jnp.sum(_masked(jnp.abs(residual), valid)), loss_weight)),
-      "num_pairs": sg(loss_weight),
-  }
+  metrics = _loss_metrics(
+      loss, loss_sum, loss_weight,
+      log_ratio_diff=_safe_div(jnp.sum(_masked(delta, valid)), loss_weight),
+      reward_diff=_safe_div(jnp.sum(reward_diff), loss_weight),
+      residual_abs=_safe_div(jnp.sum(_masked(jnp.abs(residual), valid)), loss_weight),
+      num_pairs=loss_weight)
   return loss, metrics
 
 
