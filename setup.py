@@ -48,6 +48,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["agentrl", "agentrl.*", "experiments", "experiments.*"]),
     include_package_data=True,
+    package_data={"agentrl.envs": ["data/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     license="Apache-2.0",
