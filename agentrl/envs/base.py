@@ -110,7 +110,7 @@ class Env(abc.ABC):
     """Plays `action` for the role `to_play`; never raises on the content of `action`."""
     if self._finished:
       raise RuntimeError(f"{self.name}: step() called after the episode ended; call reset().")
-    action = _as_text(action)
+    action = as_text(action)
     actor = self.to_play
     self._log(actor, "assistant", action)
     self.turn += 1
@@ -175,7 +175,7 @@ class Env(abc.ABC):
     return f"{type(self).__name__}(task_id={self.task_id!r}, turn={self.turn})"
 
 
-def _as_text(action: Any) -> str:
+def as_text(action: Any) -> str:
   """Strings pass through; bytes are decoded leniently; anything else becomes its repr."""
   if isinstance(action, str):
     return action

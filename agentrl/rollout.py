@@ -1,0 +1,340 @@
+"""The rollout loop: a token policy plays batches of multi-turn text episodes.
+
+  result = rollout.rollout(rollout.LMPolicy(params, config, sampling), "twenty_questions",
+                           seeds=range(8), tokenizer=tok, group_size=4, max_tokens=1024,
+                           rng=jax.random.PRNGKey(0))
+  result.batch      # TrajectoryBatch [B = 8 seeds x 4 episodes, T = 1024 tokens, K turns]
+  result.episodes   # the same episodes as text (agentrl.envs.Episode)
+
+Every episode is one row of one KV cache. Each turn the acting rows get their new
+observation (user message + assistant prefix) prefilled into the cache and sample one
+utterance, stopping at the template's end-of-turn token; nothing before is recomputed. The
+utterance is decoded and sent to the environment, whose answer becomes the row's next chunk.
+Rows whose episode has ended, and in two-player games the rows of the role that is waiting,
+are inactive: they neither write to the cache nor sample.
+
+In two-player games each (episode, role) pair is its own row: a role sees only its own
+observations, so hidden information (Kuhn poker's cards) stays hidden, and `role` in the
+batch is that row's role.
+
+`encode_episodes` turns text episodes (offline datasets) into the same `TrajectoryBatch`.
+
+Conventions shared with `agentrl.types`:
+  * Action tokens are exactly the sampled ones, end-of-turn included; their `turn_index` is
+    the row's agent turn, and `turn_end` marks the last sampled token of each utterance.
+  * An utterance that hits `max_new_tokens` without ending is closed by an end-of-turn token
+    that the policy did not sample: it is context (not an action) in the batch.
+  * `dones` is set on the last turn only when the environment terminated; a turn limit, or
+    a conversation that no longer fits `max_tokens`, leaves it False (bootstrap there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from agentrl import envs as envs_lib
+from agentrl import sampling as sampling_lib
+from agentrl.envs.base import Env, Episode, EpisodeRecorder, Policy
+from agentrl.models import decoder
+from agentrl.tokenizer import ChatEncoding, Tokenizer
+from agentrl.types import TrajectoryBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class LMPolicy:
+  """A decoder language model used as the token policy of a rollout."""
+
+  params: Any
+  config: decoder.DecoderConfig
+  sampling: sampling_lib.SamplingConfig
+
+
+@dataclasses.dataclass
+class RolloutResult:
+  """A batch of played episodes, as arrays and as text, with timing.
+
+  Attributes:
+    batch: The `TrajectoryBatch` (numpy arrays), rows ordered (seed, group member, role).
+    episodes: One `Episode` per row, in the same order.
+    stats: mean_return, success_rate, mean_turns, invalid_action_rate, context_truncated
+      (rows cut because the conversation no longer fit `max_tokens`), env_seconds,
+      policy_seconds, policy_tokens.
+  """
+
+  batch: TrajectoryBatch
+  episodes: list[Episode]
+  stats: dict[str, float]
+
+
+class _Row:
+  """The growing token log of one row: everything the policy saw and produced."""
+
+  def __init__(self):
+    self.tokens: list[int] = []
+    self.action: list[bool] = []
+    self.turn: list[int] = []
+    self.turn_end: list[bool] = []
+    self.logprobs: list[float] = []
+    self.pending: list[int] = []  # Context tokens not yet fed to the policy.
+    self.num_turns = 0
+
+  def add_context(self, ids: Sequence[int]):
+    ids = list(ids)
+    self.pending += ids
+    self.tokens += ids
+    self.action += [False] * len(ids)
+    self.turn += [-1] * len(ids)
+    self.turn_end += [False] * len(ids)
+    self.logprobs += [0.0] * len(ids)
+
+  def add_action(self, ids: Sequence[int], logprobs: Sequence[float]):
+    n = len(ids)
+    self.tokens += list(ids)
+    self.action += [True] * n
+    self.turn += [self.num_turns] * n
+    self.turn_end += [False] * (n - 1) + [True]
+    self.logprobs += [float(x) for x in logprobs]
+    self.num_turns += 1
+
+
+def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequence[int], *,
+            tokenizer: Tokenizer, max_tokens: int, group_size: int = 1,
+            max_turns: int | None = None, rng: jax.Array | int | None = None,
+            env_kwargs: dict | None = None, cache_tokens: int | None = None) -> RolloutResult:
+  """Plays `group_size` episodes of every task seed in `seeds` and returns them as a batch.
+
+  Args:
+    policy: An `LMPolicy` (sampled with the KV cache) or a scripted policy
+      `(env, np_rng) -> str` (its text is tokenized; behaviour log-probs are 0).
+    env: A registered environment name, or a zero-argument factory returning an `Env`.
+    seeds: Task seeds; the `group_size` episodes of one seed share a `group_id`.
+    tokenizer: Chat tokenizer; its end-of-turn id stops sampling.
+    max_tokens: T, the length of each row. A conversation that no longer fits is cut there
+      (not done; counted in stats["context_truncated"]).
+    group_size: Episodes per task seed (G, for group baselines).
+    max_turns: K, agent turns per row (default: the environment's turn limit).
+    rng: A JAX key for an `LMPolicy`, or an int seed for a scripted policy.
+    env_kwargs: Keyword arguments for `agentrl.envs.make` when `env` is a name.
+    cache_tokens: KV cache length (default 2 * max_tokens). The cache is shared by all rows
+      and also spends slots on padding, so it fills faster than a row does; when it is full,
+      the running rows are cut.
+
+  Returns:
+    A `RolloutResult` with B = len(seeds) * group_size * num_roles rows.
+  """
+  if group_size < 1:
+    raise ValueError(f"group_size must be >= 1, got {group_size}")
+  make = (lambda: envs_lib.make(env, **(env_kwargs or {}))) if isinstance(env, str) else env
+  tasks = [int(s) for s in seeds for _ in range(group_size)]
+  group_of = [i // group_size for i in range(len(tasks))]
+  episodes_envs = [make() for _ in tasks]
+  num_roles = episodes_envs[0].num_roles if episodes_envs else 1
+  max_turns = max_turns or (episodes_envs[0].max_turns if episodes_envs else 1)
+  is_lm = isinstance(policy, LMPolicy)
+  if is_lm:
+    _check_sampling(policy.sampling, tokenizer)
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+  else:
+    np_rng = np.random.default_rng(0 if rng is None else rng)
+
+  rows = [_Row() for _ in range(len(tasks) * num_roles)]
+  row_of = lambda e, role: e * num_roles + role  # noqa: E731
+  recorders, steps = [], []
+  env_seconds = policy_seconds = 0.0
+  for e, (env_obj, seed) in enumerate(zip(episodes_envs, tasks)):
+    t0 = time.perf_counter()
+    step = env_obj.reset(seed)
+    env_seconds += time.perf_counter() - t0
+    recorders.append(EpisodeRecorder(env_obj, step))
+    steps.append(step)
+    for role in range(num_roles):
+      system = env_obj.instructions(role)
+      if system:
+        rows[row_of(e, role)].add_context(tokenizer.encode_turn("system", system).tokens)
+    rows[row_of(e, step.to_play)].add_context(_observation_ids(tokenizer, step.observation))
+
+  cache = None
+  if is_lm:
+    cache = decoder.init_cache(policy.config, len(rows), cache_tokens or 2 * max_tokens)
+  separator = tokenizer.turn_separator()
+  cut = np.zeros(len(rows), bool)
+  policy_tokens = 0
+  while True:
+    acting = [row_of(e, s.to_play) for e, s in enumerate(steps)
+              if not s.last and not cut[row_of(e, s.to_play)]]
+    if is_lm:  # Worst case: a full utterance, a closing end-of-turn, the separator.
+      worst = policy.sampling.max_new_tokens + 1 + len(separator)
+      for r in acting:
+        cut[r] |= len(rows[r].tokens) + worst > max_tokens
+      acting = [r for r in acting if not cut[r]]
+    if not acting:
+      break
+    t0 = time.perf_counter()
+    if is_lm:
+      chunk_len = sampling_lib.bucket_length(max(len(rows[r].pending) for r in acting))
+      if cache.max_length - int(cache.end) < chunk_len + policy.sampling.max_new_tokens:
+        cut[acting] = True  # The shared cache is full: the running rows stop here.
+        break
+      active = np.zeros(len(rows), bool)
+      active[acting] = True
+      tokens, mask = sampling_lib.left_pad(
+          [row.pending if on else [] for row, on in zip(rows, active)],
+          pad_token=tokenizer.pad_id, length=chunk_len)
+      rng, key = jax.random.split(rng)
+      out = sampling_lib.generate(policy.params, cache, tokens, mask, key, config=policy.config,
+                                  sampling=policy.sampling, active=active)
+      cache = out.cache
+      out_tokens, out_lp, lengths = (np.asarray(out.tokens), np.asarray(out.logprobs),
+                                     np.asarray(out.lengths))
+      utterances = {r: (out_tokens[r, :lengths[r]].tolist(), out_lp[r, :lengths[r]].tolist())
+                    for r in acting}
+    else:
+      utterances = {}
+      for r in acting:
+        text = envs_lib.base.as_text(policy(episodes_envs[r // num_roles], np_rng))
+        ids = tokenizer.encode(text) + [tokenizer.end_of_turn_id]
+        if len(rows[r].tokens) + len(ids) + len(separator) > max_tokens:
+          cut[r] = True
+        else:
+          utterances[r] = (ids, [0.0] * len(ids))
+    policy_seconds += time.perf_counter() - t0
+
+    for r, (ids, logprobs) in utterances.items():
+      e, row = r // num_roles, rows[r]
+      policy_tokens += len(ids)
+      row.pending = []
+      row.add_action(ids, logprobs)
+      if ids[-1] != tokenizer.end_of_turn_id:  # Budget hit: close the turn as context.
+        row.add_context([tokenizer.end_of_turn_id])
+      row.add_context(separator)
+      text = tokenizer.decode_utterance(ids)
+      t0 = time.perf_counter()
+      actor = steps[e].to_play
+      step = episodes_envs[e].step(text)
+      env_seconds += time.perf_counter() - t0
+      recorders[e].record(actor, text, step)
+      steps[e] = step
+      if not step.last:
+        nxt = row_of(e, step.to_play)
+        ids = _observation_ids(tokenizer, step.observation)
+        if len(rows[nxt].tokens) + len(ids) > max_tokens:
+          cut[nxt] = True  # The next observation does not fit: the row ends here.
+        else:
+          rows[nxt].add_context(ids)
+
+  episodes = []
+  for e, recorder in enumerate(recorders):
+    for role, episode in enumerate(recorder.episodes):
+      episodes.append(episode)
+  batch = _rows_to_batch(rows, episodes, [group_of[r // num_roles] for r in range(len(rows))],
+                         max_tokens=max_tokens, max_turns=max_turns, pad_id=tokenizer.pad_id)
+  returns = np.array([ep.episode_return for ep in episodes])
+  turns = np.array([ep.num_turns for ep in episodes])
+  stats = {
+      "mean_return": float(returns.mean()) if len(returns) else 0.0,
+      "success_rate": float(np.mean([ep.success for ep in episodes])) if episodes else 0.0,
+      "mean_turns": float(turns.mean()) if len(turns) else 0.0,
+      "invalid_action_rate": float(sum(ep.invalid_actions for ep in episodes)
+                                   / max(1, turns.sum())),
+      "context_truncated": float(cut.sum()),
+      "env_seconds": env_seconds, "policy_seconds": policy_seconds,
+      "policy_tokens": float(policy_tokens),
+  }
+  return RolloutResult(batch=batch, episodes=episodes, stats=stats)
+
+
+def _observation_ids(tokenizer: Tokenizer, observation: str) -> list[int]:
+  """A user message followed by the assistant prefix the policy samples after."""
+  return tokenizer.encode_turn("user", observation).tokens.tolist() + tokenizer.generation_prefix()
+
+
+def _check_sampling(sampling: sampling_lib.SamplingConfig, tokenizer: Tokenizer):
+  if sampling.stop_token != tokenizer.end_of_turn_id:
+    raise ValueError(f"SamplingConfig.stop_token={sampling.stop_token} must be the tokenizer's "
+                     f"end-of-turn id {tokenizer.end_of_turn_id}, or utterances never end.")
+  if sampling.pad_token != tokenizer.pad_id:
+    raise ValueError(f"SamplingConfig.pad_token={sampling.pad_token} must be the tokenizer's "
+                     f"pad id {tokenizer.pad_id}.")
+
+
+def _rows_to_batch(rows: Sequence[_Row], episodes: Sequence[Episode], group_ids: Sequence[int],
+                   *, max_tokens: int, max_turns: int, pad_id: int) -> TrajectoryBatch:
+  b, t, k = len(rows), max_tokens, max_turns
+  batch = {name: np.array(value) for name, value in
+           dataclasses.asdict(TrajectoryBatch.zeros(b, t, k)).items()}
+  batch["tokens"][:] = pad_id
+  for i, (row, episode) in enumerate(zip(rows, episodes)):
+    n = len(row.tokens)
+    if n > t:
+      raise ValueError(f"row {i} has {n} tokens, more than max_tokens={t}")
+    _fill_row(batch, i, np.array(row.tokens), np.array(row.action), np.array(row.turn),
+              np.array(row.turn_end), np.array(row.logprobs, np.float32), episode, k)
+  batch["group_id"] = np.asarray(group_ids, np.int32)
+  return TrajectoryBatch(**batch)
+
+
+def _fill_row(batch: dict, i: int, tokens, action, turn, turn_end, logprobs, episode: Episode,
+              max_turns: int):
+  """Writes one right-padded row and its per-turn arrays (turns beyond K are an error)."""
+  n = len(tokens)
+  batch["tokens"][i, :n] = tokens
+  batch["positions"][i, :n] = np.arange(n)
+  batch["attention_mask"][i, :n] = True
+  batch["action_mask"][i, :n] = action
+  batch["turn_index"][i, :n] = turn
+  batch["turn_end"][i, :n] = turn_end
+  batch["behaviour_logprobs"][i, :n] = logprobs
+  batch["role"][i, :] = episode.role  # A row is one role's view, padding included.
+  turns = int(turn.max(initial=-1)) + 1
+  if turns > max_turns:
+    raise ValueError(f"row {i} has {turns} agent turns, more than max_turns={max_turns}")
+  batch["rewards"][i, :turns] = episode.rewards[:turns]
+  batch["turn_mask"][i, :turns] = True
+  if turns and episode.done and turns == episode.num_turns:
+    batch["dones"][i, turns - 1] = True
+
+
+def encode_episodes(tokenizer: Tokenizer, episodes: Sequence[Episode], *, max_tokens: int,
+                    max_turns: int) -> TrajectoryBatch:
+  """Tokenizes text episodes (e.g. an offline dataset) into a right-padded `TrajectoryBatch`.
+
+  Each row is the system prompt followed by the episode's messages, encoded with the chat
+  template. An episode longer than `max_tokens` tokens or `max_turns` turns keeps its first
+  turns that fit and is treated as truncated there (`dones` stays False). `group_id` is
+  the same for episodes of the same (environment, seed); behaviour log-probs are 0.
+  """
+  b, t, k = len(episodes), max_tokens, max_turns
+  batch = {name: np.array(value) for name, value in
+           dataclasses.asdict(TrajectoryBatch.zeros(b, t, k)).items()}
+  batch["tokens"][:] = tokenizer.pad_id
+  for i, episode in enumerate(episodes):
+    messages = ([{"role": "system", "content": episode.system}] if episode.system else [])
+    encoding = _fit(tokenizer.encode_chat(messages + list(episode.messages)), t, k)
+    # The batch gives a turn index to action tokens only (the chat encoding also numbers the
+    # assistant prefix).
+    turn_index = np.where(encoding.action_mask, encoding.turn_index, -1)
+    _fill_row(batch, i, encoding.tokens, encoding.action_mask, turn_index, encoding.turn_end, np.zeros(len(encoding), np.float32), episode, k)
+  keys = {}
+  batch["group_id"] = np.array([keys.setdefault((ep.env, ep.seed), len(keys)) for ep in episodes],
+                               np.int32)
+  return TrajectoryBatch(**batch)
+
+
+def _fit(encoding: ChatEncoding, max_tokens: int, max_turns: int) -> ChatEncoding:
+  """Cuts an encoding after its last whole agent turn that fits both limits."""
+  if len(encoding) <= max_tokens and encoding.num_turns <= max_turns:
+    return encoding
+  ends = np.flatnonzero(encoding.turn_end)
+  keep = [e + 1 for j, e in enumerate(ends) if e + 1 <= max_tokens and j < max_turns]
+  n = keep[-1] if keep else min(len(encoding), max_tokens)
+  fields = dataclasses.asdict(encoding)
+  cut = ChatEncoding(**{name: value[:n] for name, value in fields.items()})
+  if not keep:  # Not even one turn fits: keep the context, no actions.
+    cut = dataclasses.replace(cut, action_mask=np.zeros(n, bool), turn_end=np.zeros(n, bool),
+                              turn_index=np.full(n, -1, np.int32))
+  return cut

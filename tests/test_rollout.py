@@ -1,0 +1,168 @@
+"""The rollout loop: text <-> tokens, turn bookkeeping, returns, log-probs, two roles, limits."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agentrl import envs, rollout, sampling
+from agentrl.models import decoder
+from agentrl.tokenizer import Tokenizer
+from tests import toy_envs
+
+CORPUS = ["Guess my number between 1 and 8.", "Your first guess?", "higher", "lower",
+          "Correct!", "I guess 4", "take 1", "take 2", "There are 5 stones. Your move.",
+          "You are player 0. Take 1 or 2 stones; whoever takes the last stone wins.",
+          "Secret 123. Invalid action: no number in the guess. Answer with a number."] * 3
+
+
+@functools.lru_cache(maxsize=None)
+def tokenizer():
+  return Tokenizer.train_bpe(CORPUS, vocab_size=300)
+
+
+@functools.lru_cache(maxsize=None)
+def lm(max_new_tokens=6, temperature=1.0):
+  tok = tokenizer()
+  config = decoder.DecoderConfig.llama(vocab_size=tok.vocab_size, hidden_size=32, num_layers=2,
+                                       num_heads=4, num_kv_heads=2, mlp_dim=64)
+  params = decoder.init_params(config, jax.random.PRNGKey(1))
+  cfg = sampling.SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature,
+                                stop_token=tok.end_of_turn_id, pad_token=tok.pad_id)
+  return rollout.LMPolicy(params, config, cfg)
+
+
+def check_turn_structure(result, tok):
+  """Action tokens decode to exactly what the env received, turn by turn."""
+  batch = result.batch.validate()
+  for b, episode in enumerate(result.episodes):
+    actions = np.asarray(batch.action_mask[b])
+    turn = np.asarray(batch.turn_index[b])
+    assert ((turn >= 0) == actions).all()  # Every action token maps to a turn, nothing else.
+    assert np.asarray(batch.turn_end[b]).sum() == episode.num_turns
+    assert (np.asarray(batch.turn_end[b]) <= actions).all()
+    assert np.asarray(batch.turn_mask[b]).sum() == episode.num_turns
+    for k, text in enumerate(episode.actions):
+      ids = np.asarray(batch.tokens[b])[turn == k]
+      assert tok.decode_utterance(ids) == text
+      last = np.flatnonzero(turn == k)[-1]
+      assert batch.turn_end[b, last]
+    np.testing.assert_allclose(np.asarray(batch.rewards[b, :episode.num_turns]), episode.rewards)
+    assert bool(np.asarray(batch.dones[b]).any()) == episode.done
+    n = int(np.asarray(batch.attention_mask[b]).sum())
+    assert np.asarray(batch.attention_mask[b, :n]).all()  # Right padding.
+    np.testing.assert_array_equal(batch.positions[b, :n], np.arange(n))
+
+
+def test_scripted_policy_in_rollout_matches_direct_play():
+  tok = tokenizer()
+  env = lambda: toy_envs.GuessNumber()  # noqa: E731
+  seeds = list(range(12))
+  for policy in (toy_envs.bisect_policy, toy_envs.random_policy):
+    result = rollout.rollout(policy, env, seeds, tokenizer=tok, max_tokens=256, rng=5)
+    direct = [envs.play(toy_envs.GuessNumber(), policy, s, rng=np.random.default_rng(5))[0]
+              for s in seeds]
+    if policy is toy_envs.bisect_policy:  # Deterministic: identical episodes.
+      assert [e.rewards for e in result.episodes] == [d.rewards for d in direct]
+      assert [e.messages for e in result.episodes] == [d.messages for d in direct]
+      assert all(e.success for e in result.episodes)
+    check_turn_structure(result, tok)
+    # The same episodes, re-encoded from text, give the same batch.
+    again = rollout.encode_episodes(tok, result.episodes, max_tokens=256, max_turns=6)
+    for name in ("tokens", "action_mask", "turn_index", "turn_end", "rewards", "turn_mask",
+                 "dones", "attention_mask", "positions"):
+      np.testing.assert_array_equal(getattr(again, name), getattr(result.batch, name), name)
+
+
+def test_lm_rollout_turns_rewards_and_logprobs():
+  tok, policy = tokenizer(), lm()
+  result = rollout.rollout(policy, lambda: toy_envs.GuessNumber(), [0, 1, 2], group_size=2,
+                           tokenizer=tok, max_tokens=192, rng=jax.random.PRNGKey(0))
+  batch = result.batch
+  assert batch.tokens.shape == (6, 192) and batch.rewards.shape == (6, 6)
+  np.testing.assert_array_equal(batch.group_id, [0, 0, 1, 1, 2, 2])
+  check_turn_structure(result, tok)
+  assert result.stats["policy_tokens"] == np.asarray(batch.action_mask).sum()
+  # An untrained policy mostly writes garbage, which the env answers as invalid.
+  assert result.stats["invalid_action_rate"] > 0
+  # Behaviour log-probs equal a teacher-forced forward pass over the compact rows.
+  logits = decoder.Decoder(policy.config).apply(
+      {"params": policy.params}, jnp.asarray(batch.tokens), jnp.asarray(batch.positions),
+      jnp.asarray(batch.attention_mask)).logits
+  logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
+  ref = jnp.take_along_axis(logp, jnp.asarray(batch.tokens)[:, 1:, None], axis=-1)[..., 0]
+  mask = np.asarray(batch.action_mask)[:, 1:]
+  np.testing.assert_allclose(np.where(mask, ref, 0), np.asarray(batch.behaviour_logprobs)[:, 1:],
+                             atol=2e-5)
+
+
+def test_budget_hit_utterance_is_closed_as_context():
+  tok, policy = tokenizer(), lm(max_new_tokens=1)
+  result = rollout.rollout(policy, lambda: toy_envs.GuessNumber(max_turns=2), [3], tokenizer=tok,
+                           max_tokens=128, rng=jax.random.PRNGKey(2))
+  batch = result.batch
+  tokens, actions = np.asarray(batch.tokens[0]), np.asarray(batch.action_mask[0])
+  for k in range(result.episodes[0].num_turns):
+    (pos,) = np.flatnonzero(np.asarray(batch.turn_index[0]) == k)  # One token per turn.
+    if tokens[pos] != tok.end_of_turn_id:  # Closed by a non-action end-of-turn.
+      assert tokens[pos + 1] == tok.end_of_turn_id and not actions[pos + 1]
+  check_turn_structure(result, tok)
+
+
+def test_two_roles_get_separate_rows_with_private_observations():
+  tok = tokenizer()
+  result = rollout.rollout(toy_envs.nim_policy, lambda: toy_envs.Nim(), [0, 1, 2, 3],
+                           tokenizer=tok, max_tokens=256)
+  batch = result.batch
+  assert batch.tokens.shape[0] == 8
+  for b, episode in enumerate(result.episodes):
+    assert episode.role == b % 2
+    assert (np.asarray(batch.role[b]) == episode.role).all()
+    text = tok.decode(np.asarray(batch.tokens[b])[np.asarray(batch.attention_mask[b])])
+    env = toy_envs.Nim()
+    env.reset(episode.seed)
+    assert f"Secret {env.secrets[episode.role]}" in text
+    assert f"Secret {env.secrets[1 - episode.role]}" not in text
+  # Zero-sum: the two rows of an episode have opposite returns, and they match direct play.
+  returns = np.array([e.episode_return for e in result.episodes]).reshape(4, 2)
+  np.testing.assert_array_equal(returns.sum(1), 0)
+  direct = [[e.episode_return for e in envs.play(toy_envs.Nim(), toy_envs.nim_policy, s)]
+            for s in range(4)]
+  np.testing.assert_array_equal(returns, direct)
+  check_turn_structure(result, tok)
+
+
+def test_context_limit_cuts_rows_without_terminal():
+  tok = tokenizer()
+  long = rollout.rollout(toy_envs.random_policy, lambda: toy_envs.GuessNumber(), range(6),
+                         tokenizer=tok, max_tokens=256, rng=1)
+  short = rollout.rollout(toy_envs.random_policy, lambda: toy_envs.GuessNumber(), range(6),
+                          tokenizer=tok, max_tokens=40, rng=1)
+  assert short.stats["context_truncated"] > 0
+  for e_long, e_short in zip(long.episodes, short.episodes):
+    if e_short.num_turns < e_long.num_turns:
+      assert not e_short.done
+  check_turn_structure(short, tok)
+
+
+def test_encode_episodes_cuts_long_episodes_at_turn_boundaries():
+  tok = tokenizer()
+  [episode] = envs.play(toy_envs.GuessNumber(), toy_envs.random_policy, 0, rng=3)
+  assert episode.num_turns >= 3
+  full = rollout.encode_episodes(tok, [episode], max_tokens=256, max_turns=6)
+  cut = rollout.encode_episodes(tok, [episode], max_tokens=256, max_turns=2)
+  assert np.asarray(cut.turn_mask).sum() == 2 and not np.asarray(cut.dones).any()
+  n = int(np.asarray(cut.attention_mask).sum())
+  np.testing.assert_array_equal(cut.tokens[0, :n], full.tokens[0, :n])
+  assert cut.turn_end[0, n - 1]
+
+
+def test_sampling_config_must_stop_at_end_of_turn():
+  tok, policy = tokenizer(), lm()
+  bad = rollout.LMPolicy(policy.params, policy.config,
+                         sampling.SamplingConfig(max_new_tokens=4, stop_token=None,
+                                                 pad_token=tok.pad_id))
+  with pytest.raises(ValueError, match="stop_token"):
+    rollout.rollout(bad, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok, max_tokens=64)
