@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tokenizers
 
 from agentrl import envs, rollout, sampling
 from agentrl.models import decoder
@@ -19,13 +20,24 @@ CORPUS = ["Guess my number between 1 and 8.", "Your first guess?", "higher", "lo
 
 
 @functools.lru_cache(maxsize=None)
-def tokenizer():
-  return Tokenizer.train_bpe(CORPUS, vocab_size=300)
+def tokenizer(template="default"):
+  if template == "default":
+    return Tokenizer.train_bpe(CORPUS, vocab_size=300)
+  # A ChatML vocabulary: the template writes a newline after every <|im_end|>.
+  raw = tokenizers.Tokenizer(tokenizers.models.BPE())
+  raw.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+  raw.decoder = tokenizers.decoders.ByteLevel()
+  raw.train_from_iterator(CORPUS, trainer=tokenizers.trainers.BpeTrainer(
+      vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+      initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+  tok = Tokenizer(raw)
+  assert tok.turn_separator()
+  return tok
 
 
 @functools.lru_cache(maxsize=None)
-def lm(max_new_tokens=6, temperature=1.0):
-  tok = tokenizer()
+def lm(max_new_tokens=6, temperature=1.0, template="default"):
+  tok = tokenizer(template)
   config = decoder.DecoderConfig.llama(vocab_size=tok.vocab_size, hidden_size=32, num_layers=2,
                                        num_heads=4, num_kv_heads=2, mlp_dim=64)
   params = decoder.init_params(config, jax.random.PRNGKey(1))
@@ -56,8 +68,9 @@ def check_turn_structure(result, tok):
     np.testing.assert_array_equal(batch.positions[b, :n], np.arange(n))
 
 
-def test_scripted_policy_in_rollout_matches_direct_play():
-  tok = tokenizer()
+@pytest.mark.parametrize("template", ["default", "chatml"])
+def test_scripted_policy_in_rollout_matches_direct_play(template):
+  tok = tokenizer(template)
   env = lambda: toy_envs.GuessNumber()  # noqa: E731
   seeds = list(range(12))
   for policy in (toy_envs.bisect_policy, toy_envs.random_policy):
@@ -76,8 +89,9 @@ def test_scripted_policy_in_rollout_matches_direct_play():
       np.testing.assert_array_equal(getattr(again, name), getattr(result.batch, name), name)
 
 
-def test_lm_rollout_turns_rewards_and_logprobs():
-  tok, policy = tokenizer(), lm()
+@pytest.mark.parametrize("template", ["default", "chatml"])
+def test_lm_rollout_turns_rewards_and_logprobs(template):
+  tok, policy = tokenizer(template), lm(template=template)
   result = rollout.rollout(policy, lambda: toy_envs.GuessNumber(), [0, 1, 2], group_size=2,
                            tokenizer=tok, max_tokens=192, rng=jax.random.PRNGKey(0))
   batch = result.batch
