@@ -11,7 +11,8 @@ An environment is a Python object that plays one episode at a time:
 failed for good); `truncated` is the turn limit, and the two stay distinct so estimators
 bootstrap only at truncations. A bad action (empty, huge, binary, unparseable, illegal) is
 answered with an observation that says so, consumes the turn, and sets
-`info["invalid_action"]`.
+`info["invalid_action"]`. The base class itself refuses actions over `MAX_ACTION_CHARS`
+characters and actions containing control characters, before the game parses anything.
 
 Two-player games set `num_roles = 2`: `TimeStep.to_play` names the role that acts next, the
 observation is addressed to that role only (hidden information stays hidden), and
@@ -26,12 +27,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import re
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 #: Actions longer than this many characters are refused before any parsing.
 MAX_ACTION_CHARS = 1000
+
+# Control characters other than tab / newline / carriage return, and lone surrogates: an
+# action that contains one is binary garbage, whatever else it contains.
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +121,10 @@ class Env(abc.ABC):
     self._log(actor, "assistant", action)
     self.turn += 1
     if len(action) > MAX_ACTION_CHARS:
-      step = self.invalid(f"the action is {len(action)} characters long, the limit is "
+      step = self._refuse(f"the action is {len(action)} characters long, the limit is "
                           f"{MAX_ACTION_CHARS}")
+    elif _BINARY.search(action):
+      step = self._refuse("the action contains control characters (binary data)")
     else:
       step = self._step(action)
     if not step.done and self.turn >= self.max_turns:
@@ -160,6 +168,14 @@ class Env(abc.ABC):
   @abc.abstractmethod
   def _step(self, action: str) -> TimeStep:
     """One turn; `to_play` in the result is the next role (single-agent: 0)."""
+
+  def _refuse(self, reason: str) -> TimeStep:
+    """The answer to an action the base class refuses before parsing (too long, binary).
+
+    Defaults to `invalid(reason)`; a game whose oracle has a fixed reply to anything it does
+    not understand (Twenty Questions' "Invalid question.") overrides this.
+    """
+    return self.invalid(reason)
 
   def _invalid_rewards(self) -> tuple[float, ...] | None:
     if self.num_roles == 1:
