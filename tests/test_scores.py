@@ -91,3 +91,14 @@ def test_normalizers_command_prints_table_source(toys, capsys):
   assert table[GUESS].weak < table[GUESS].dataset < table[GUESS].strong
   assert f"| {GUESS} |" in out
   assert scores.normalized_score(GUESS, table[GUESS].strong, table=table) == 100.0
+
+
+@pytest.mark.parametrize("name", ["maze_fo", "tictactoe"])
+def test_normalizer_table_is_reproduced_by_the_harness(name):
+  """The committed constants are what `make_datasets --normalizers` measures (to 6 digits)."""
+  [(got_name, got)] = scores.compute_normalizers([name]).items()
+  want = scores.NORMALIZERS[name]
+  np.testing.assert_allclose([got.weak, got.dataset, got.strong],
+                             [want.weak, want.dataset, want.strong], rtol=1e-5)
+  assert set(scores.NORMALIZERS) >= {"twenty_questions", "guess_my_city", "wordle", "maze_po",
+                                     "text_nav_po", "wilt", "kuhn_poker"}

@@ -73,7 +73,22 @@ LMRL_GYM_PAPER: dict[str, Normalizer] = {
 #: Our anchors per registered environment, measured by `compute_normalizers` over
 #: NORMALIZER_EPISODES evaluation seeds (dataset = `episodes_builder.DEFAULT_MIXTURE`).
 #: Regenerate with `python -m experiments.make_datasets --normalizers` and paste here.
-NORMALIZERS: dict[str, Normalizer] = {}
+NORMALIZERS: dict[str, Normalizer] = {
+    'arithmetic_try_again': Normalizer(weak=0.457875, dataset=0.715562, strong=1),
+    'guess_my_city': Normalizer(weak=-19.661, dataset=-11.221, strong=-1.852),
+    'kuhn_poker': Normalizer(weak=-0.192, dataset=-0.151, strong=-0.096),
+    'maze': Normalizer(weak=-81.249, dataset=-46.297, strong=-6.781),
+    'maze_fo': Normalizer(weak=-81.249, dataset=-46.297, strong=-6.781),
+    'maze_po': Normalizer(weak=-81.249, dataset=-46.297, strong=-6.781),
+    'text_nav': Normalizer(weak=0.01, dataset=0.478, strong=1),
+    'text_nav_fo': Normalizer(weak=0.01, dataset=0.478, strong=1),
+    'text_nav_po': Normalizer(weak=0.01, dataset=0.478, strong=1),
+    'tictactoe': Normalizer(weak=-0.773, dataset=-0.406, strong=0),
+    'twenty_questions': Normalizer(weak=-19.77, dataset=-13.705, strong=-6.941),
+    'twenty_questions_subset': Normalizer(weak=-15.926, dataset=-9.886, strong=-2.911),
+    'wilt': Normalizer(weak=0, dataset=0.473, strong=1),
+    'wordle': Normalizer(weak=-4.84, dataset=-3.782, strong=-2.555),
+}
 
 NORMALIZER_EPISODES = 1000
 #: The policy of roles other than 0 when measuring the normalizers of multi-role games.
