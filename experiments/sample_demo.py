@@ -1,12 +1,13 @@
-r"""A multi-turn sampling demo: the rollout machinery end to end, on a laptop CPU.
+r"""A rollout demo: a policy language model plays a multi-turn environment, on a laptop CPU.
 
-Trains a byte-level BPE tokenizer on a small Twenty-Questions-style corpus, builds a tiny
-random Llama-style policy, and plays a batch of conversations for a few turns: each turn
-the policy samples an utterance (jitted, KV cache, stop at end-of-turn), then a scripted
-"oracle" answers and its tokens are prefilled into the same cache. The policy is untrained,
-so its questions are noise; what the demo shows is the loop, the masks and the speed.
+Trains a byte-level BPE tokenizer on episodes of the environment's scripted policies, builds
+a small random Llama-style policy, and plays a batch of episodes through `agentrl.rollout`
+(jitted sampling on one KV cache, the environment stepped between turns). The policy is
+untrained, so it mostly asks invalid questions; the demo shows the loop, the batch it
+produces, and where the scripted bounds lie (raw returns and LMRL-Gym-style normalised
+scores).
 
-  python -m experiments.sample_demo --batch 8 --turns 3
+  python -m experiments.sample_demo --env twenty_questions --episodes 8
 """
 
 from __future__ import annotations
@@ -18,86 +19,62 @@ from absl import flags
 import jax
 import numpy as np
 
-from agentrl import sampling
+from agentrl import data, envs, rollout, sampling
 from agentrl.models import decoder
 from agentrl.tokenizer import Tokenizer
 
-_BATCH = flags.DEFINE_integer("batch", 8, "Conversations played at once.")
-_TURNS = flags.DEFINE_integer("turns", 3, "Agent turns per conversation.")
+_ENV = flags.DEFINE_string("env", "twenty_questions", "A registered environment.")
+_EPISODES = flags.DEFINE_integer("episodes", 8, "Episodes played at once.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 24, "Token budget of one utterance.")
+_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 1024, "Tokens per conversation (row).")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (0: greedy).")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 
-_WORDS = ["dog", "banana", "truck", "piano", "chair", "pen", "scissors", "computer", "football"]
-_QUESTIONS = ["Is it an animal?", "Is it a fruit?", "Can you eat it?", "Is it made of metal?",
-              "Is it bigger than a car?", "Is it used for music?", "Is it found in an office?",
-              "Does it have wheels?", "Is it a tool?", "Can you hold it in one hand?"]
 
-
-def corpus():
-  for word in _WORDS:
-    yield f"Is it a {word}?"
-    for q in _QUESTIONS:
-      yield q
-      yield "Yes." if hash((q, word)) % 2 else "No."
-  yield "Questions about an object. Ask yes/no questions, then guess the object."
-
-
-def oracle(turn: int, row: int) -> str:
-  return ("Yes." if (turn + row) % 2 else "No.") + " Ask another question."
+def corpus(name: str, episodes: int = 50):
+  for which in ("strong", "weak"):
+    for seed in range(episodes):
+      for episode in envs.play(envs.make(name), envs.policy(name, which), seed):
+        yield episode.system
+        yield from (m["content"] for m in episode.messages)
 
 
 def main(argv):
   del argv
-  batch, turns = _BATCH.value, _TURNS.value
-  tokenizer = Tokenizer.train_bpe(corpus(), vocab_size=384)
-  config = decoder.DecoderConfig.llama(vocab_size=tokenizer.vocab_size, hidden_size=64,
-                                       num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=128)
+  name = _ENV.value
+  tokenizer = Tokenizer.train_bpe(corpus(name), vocab_size=1024)
+  config = decoder.DecoderConfig.llama(vocab_size=tokenizer.vocab_size, hidden_size=128,
+                                       num_layers=2, num_heads=4, num_kv_heads=2, mlp_dim=512)
   params = decoder.init_params(config, jax.random.PRNGKey(_SEED.value))
   print(f"policy: {decoder.count_params(params):,} parameters, "
         f"tokenizer: {tokenizer.vocab_size} tokens")
-
-  sample_cfg = sampling.SamplingConfig(
+  policy = rollout.LMPolicy(params, config, sampling.SamplingConfig(
       max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
-      stop_token=tokenizer.end_of_turn_id, pad_token=tokenizer.pad_id)
-  system = [{"role": "system", "content": "Guess the hidden object in as few questions as "
-                                          "possible."},
-            {"role": "user", "content": "I am thinking of an object. Ask your first question."}]
-  first = tokenizer.encode_chat(system, add_generation_prompt=True).tokens.tolist()
-  chunk_len = sampling.bucket_length(len(first))
-  obs_len = 32
-  cache_len = chunk_len + turns * (obs_len + _MAX_NEW.value)
-  cache = decoder.init_cache(config, batch, cache_len)
-  chunk, mask = sampling.left_pad([first] * batch, pad_token=tokenizer.pad_id, length=chunk_len)
+      stop_token=tokenizer.end_of_turn_id, pad_token=tokenizer.pad_id))
 
-  transcripts = [[] for _ in range(batch)]
-  rng = jax.random.PRNGKey(_SEED.value)
-  generated, start = 0, time.perf_counter()
-  for turn in range(turns):
-    rng, key = jax.random.split(rng)
-    out = sampling.generate(params, cache, chunk, mask, key, config=config, sampling=sample_cfg)
-    cache = out.cache
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    generated += int(lengths.sum())
-    observations = []
-    for row in range(batch):
-      utterance = tokenizer.decode_utterance(tokens[row, :lengths[row]].tolist())
-      answer = oracle(turn, row)
-      transcripts[row] += [("agent", utterance), ("oracle", answer)]
-      # If the utterance hit the token budget, close the turn before the observation.
-      closed = [] if lengths[row] and tokens[row, lengths[row] - 1] == tokenizer.end_of_turn_id \
-          else [tokenizer.end_of_turn_id]
-      observation = tokenizer.encode_turn("user", answer).tokens.tolist()
-      observations.append(closed + observation + tokenizer.generation_prefix())
-    chunk, mask = sampling.left_pad(observations, pad_token=tokenizer.pad_id, length=obs_len)
+  seeds = range(_EPISODES.value)
+  start = time.perf_counter()
+  result = rollout.rollout(policy, name, seeds, tokenizer=tokenizer, max_tokens=_MAX_TOKENS.value,
+                           rng=jax.random.PRNGKey(_SEED.value))
   elapsed = time.perf_counter() - start
 
-  for row in range(min(batch, 2)):
-    print(f"\n--- conversation {row} ---")
-    for who, text in transcripts[row]:
-      print(f"{who:>7}: {text!r}")
-  print(f"\n{batch} conversations x {turns} turns: {generated} agent tokens in {elapsed:.2f} s "
-        f"(compile included), cache {int(cache.end)}/{cache_len} slots used.")
+  episode = result.episodes[0]
+  print(f"\n--- {name}, task {episode.task_id!r} ---\n[system] {episode.system}")
+  for message in episode.messages[:8]:
+    print(f"[{'env' if message['role'] == 'user' else 'agent'}] {message['content']!r}")
+  batch, s = result.batch, result.stats
+  print(f"\nTrajectoryBatch: tokens {batch.tokens.shape}, rewards {batch.rewards.shape}, "
+        f"{int(np.asarray(batch.action_mask).sum())} action tokens")
+  print(f"{len(result.episodes)} episodes in {elapsed:.1f} s (compile included; "
+        f"sampler {s['policy_seconds']:.1f} s, environment {s['env_seconds'] * 1e3:.1f} ms): "
+        f"mean return {s['mean_return']:.2f}, success {s['success_rate']:.2f}, "
+        f"invalid actions {100 * s['invalid_action_rate']:.0f}%")
+  for which in ("weak", "strong"):
+    returns = data.scripted_returns(name, which, seeds=list(seeds))
+    print(f"scripted {which:>6}: mean return {returns.mean():.2f}")
+  if name in data.NORMALIZERS:
+    print(f"normalised score of the untrained policy: "
+          f"{data.normalized_score(name, s['mean_return']):.1f} (0 weak, 50 dataset, 100 strong)")
 
 
 if __name__ == "__main__":
