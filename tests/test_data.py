@@ -301,3 +301,20 @@ def test_cli_builds_and_names_bad_flags(toys, tmp_path, capsys):
     with flagsaver.flagsaver(data_dir=str(tmp_path), episodes=12, **values):
       with pytest.raises(app.UsageError, match=message):
         make_datasets.main(["make_datasets"])
+
+
+@pytest.mark.parametrize("name", ["twenty_questions", "kuhn_poker"])
+def test_real_environment_dataset_replays_and_batches(name, tmp_path, tokenizer):
+  """A small dataset of a real environment: episodes replay exactly and batch cleanly."""
+  builder = episodes_builder.build_dataset(name, episodes=24, data_dir=tmp_path)
+  source = reader.EpisodeSource(builder, "train")
+  env = envs.make(name)
+  assert len(source) == 22 * env.num_roles  # 10% test split, one example per role.
+  episode, _ = source.record(0)
+  assert episode.env == name and episode.messages[0]["role"] == "user"
+  returns = np.array([source[i].episode_return for i in range(len(source))])
+  assert np.isfinite(returns).all()
+  batch = next(reader.trajectory_batches(list(source), tokenizer, batch_size=4, max_tokens=768,
+                                         max_turns=env.max_turns, seed=0))
+  batch.validate()
+  assert np.asarray(batch.action_mask).any()
