@@ -1,0 +1,147 @@
+"""What every algorithm is: `init(rng) -> state` and a jitted `update(state, batch, rng)`.
+
+An algorithm module defines `make(config, models) -> Algorithm`. `config` is the
+`algorithm` block of the experiment config (an `ml_collections.ConfigDict`; its values are
+static hyperparameters closed over by `update`), `models` the policy it starts from. The
+update is one jitted, donated step composed from the pure losses and estimators:
+
+  algo = agentrl.algorithms.make("bc", config.algorithm, models)
+  state = algo.init(jax.random.key(0))
+  state, metrics = algo.update(state, batch, rng)        # `state` is donated: use the new one
+
+`Algorithm.data` tells the trainer what `batch` is:
+  "rollout"  a fresh on-policy `TrajectoryBatch` from `agentrl.rollout` (PPO, GRPO, ...);
+  "replay"   a dict of utterance transitions sampled from `agentrl.replay` (ArCHer, CHAI);
+  "offline"  a `TrajectoryBatch` from an offline dataset (BC, ILQL, MC returns, ...);
+  "filtered" a `TrajectoryBatch` of the best trajectories seen so far (online filtered BC).
+
+Non-finite guard. `apply_gradients` applies an optimizer step only if the loss and every
+gradient are finite; otherwise it keeps the old parameters and optimizer state and raises a
+flag `nonfinite/<loss name>` in the metrics. The trainer stops on a raised flag, names the
+loss, and saves the (unchanged) state for inspection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from agentrl.models.decoder import DecoderConfig
+from agentrl.sampling import SamplingConfig
+
+Array = jax.Array
+Metrics = dict[str, Array]
+
+DATA_KINDS = ("rollout", "replay", "offline", "filtered")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything an update changes; a pytree (checkpointed as a whole).
+
+  Attributes:
+    step: Number of updates applied.
+    params: Trained parameter trees by name ("policy", "value", "critic", ...).
+    opt_states: Optimizer state per entry of `params` that has an optimizer.
+    frozen: Trees that updates read but do not train ("reference" policy, "target_critic"
+      updated by Polyak averaging, ...).
+  """
+
+  step: Array
+  params: dict[str, Any]
+  opt_states: dict[str, Any]
+  frozen: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+  """The policy an algorithm starts from, and how it samples.
+
+  Attributes:
+    policy_config: Decoder architecture of the policy.
+    policy_params: Initial policy parameters (e.g. behaviour-cloned).
+    sampling: How the policy samples utterances inside an update (ArCHer, CHAI).
+    pad_id: The tokenizer's padding id.
+  """
+
+  policy_config: DecoderConfig
+  policy_params: Any
+  sampling: SamplingConfig
+  pad_id: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+  """An initialised algorithm: `init(rng) -> TrainState`, jitted donated `update`."""
+
+  name: str
+  data: str
+  init: Callable[[Array], TrainState]
+  update: Callable[[TrainState, Any, Array], tuple[TrainState, Metrics]]
+
+  def __post_init__(self):
+    if self.data not in DATA_KINDS:
+      raise ValueError(f"Algorithm {self.name!r}: data={self.data!r}, expected one of "
+                       f"{DATA_KINDS}")
+
+
+def optimizer(config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = ""
+              ) -> optax.GradientTransformation:
+  """AdamW with global-norm clipping and linear warm-up, from `<prefix>lr` etc. in `config`.
+
+  Keys (with `prefix`, e.g. "critic_"): `lr`, `weight_decay` (0), `max_grad_norm` (1.0,
+  0 disables), `warmup_steps` (0), `b1` (0.9), `b2` (0.999).
+  """
+  get = lambda key, default=None: config.get(prefix + key, default)  # noqa: E731
+  lr = get("lr")
+  if lr is None:
+    raise ValueError(f"optimizer: the config has no {prefix}lr")
+  warmup = int(get("warmup_steps", 0) or 0)
+  schedule = optax.linear_schedule(0.0, lr, warmup) if warmup else lr
+  chain = []
+  clip = float(get("max_grad_norm", 1.0) or 0.0)
+  if clip > 0:
+    chain.append(optax.clip_by_global_norm(clip))
+  chain.append(optax.adamw(schedule, b1=get("b1", 0.9), b2=get("b2", 0.999),
+                           weight_decay=get("weight_decay", 0.0)))
+  return optax.chain(*chain)
+
+
+def all_finite(*trees) -> Array:
+  """True when every leaf of every tree is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for tree in trees for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def apply_gradients(tx: optax.GradientTransformation, params, opt_state, grads, loss: Array, *,
+                    name: str) -> tuple[Any, Any, Metrics]:
+  """One optimizer step, applied only when `loss` and `grads` are finite.
+
+  Returns `(params, opt_state, metrics)` with `nonfinite/<name>` (1.0 when the step was
+  skipped) and `grad_norm/<name>`.
+  """
+  updates, new_opt_state = tx.update(grads, opt_state, params)
+  new_params = optax.apply_updates(params, updates)
+  ok = all_finite(loss, grads)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
+  metrics = {f"nonfinite/{name}": 1.0 - ok.astype(jnp.float32),
+             f"grad_norm/{name}": optax.tree.norm(grads)}
+  return keep(new_params, params), keep(new_opt_state, opt_state), metrics
+
+
+def nonfinite_losses(metrics: Mapping[str, Any]) -> list[str]:
+  """Names of the losses whose update was skipped for a NaN/Inf (host-side check)."""
+  return sorted(key.split("/", 1)[1] for key, value in metrics.items()
+                if key.startswith("nonfinite/") and float(value) > 0)
+
+
+def jit_update(update: Callable) -> Callable:
+  """Jits an update with its state donated (argument 0)."""
+  return jax.jit(update, donate_argnums=0)

@@ -1,0 +1,51 @@
+"""Behaviour cloning: maximise the log-likelihood of the demonstrated action tokens.
+
+LMRL-Gym's BC baseline (and the warm start of every online method): the negative
+log-likelihood of the tokens the agent produced in the data, observation tokens excluded
+(`losses.bc_loss` over `action_mask`). Offline: the batch is a `TrajectoryBatch` of
+dataset episodes.
+
+Config (`config.algorithm`):
+  lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
+  aggregation                                     "token-mean" (default) or a sequence mode
+"""
+
+from __future__ import annotations
+
+import jax
+
+from agentrl import losses, policy
+from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
+                                     optimizer)
+from agentrl.types import TrajectoryBatch
+
+
+def make(config, models: Models, *, data: str = "offline", name: str = "bc") -> Algorithm:
+  tx = optimizer(config)
+  aggregation = config.get("aggregation", "token-mean")
+
+  def init(rng):
+    del rng
+    params = jax.tree.map(jax.numpy.copy, models.policy_params)  # The update donates it.
+    return TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params={"policy": params},
+                      opt_states={"policy": tx.init(params)}, frozen={})
+
+  def loss_fn(params, batch: TrajectoryBatch):
+    out = policy.evaluate(params, models.policy_config, batch.tokens, batch.positions,
+                          batch.attention_mask)
+    loss, metrics = losses.bc_loss(out.logprobs, batch.action_mask & batch.attention_mask,
+                                   aggregation=aggregation, max_tokens=batch.tokens.shape[1])
+    return loss, metrics
+
+  def update(state: TrainState, batch: TrajectoryBatch, rng):
+    del rng
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params["policy"], batch)
+    params, opt_state, guard = apply_gradients(tx, state.params["policy"],
+                                               state.opt_states["policy"], grads, loss,
+                                               name="bc_loss")
+    state = state.replace(step=state.step + 1, params={**state.params, "policy": params},
+                          opt_states={**state.opt_states, "policy": opt_state})
+    return state, {**{f"bc/{k}": v for k, v in metrics.items()}, **guard}
+
+  return Algorithm(name=name, data=data, init=init, update=jit_update(update))
