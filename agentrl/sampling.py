@@ -171,6 +171,19 @@ def generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Arra
                        rng, jnp.asarray(active, bool), config=config, sampling=sampling)
 
 
+def sample_continuations(params, tokens: Array, token_mask: Array, rng: Array, *,
+                         config: DecoderConfig, sampling: SamplingConfig) -> SampleOutput:
+  """Traceable: one utterance per left-padded prompt, from a fresh cache sized to fit.
+
+  For sampling inside a jitted update (ArCHer's fresh actions): no host check, no donation.
+  Returns the same `SampleOutput` as `generate` (its cache can be discarded).
+  """
+  cache = init_cache(config, tokens.shape[0], tokens.shape[1] + sampling.max_new_tokens)
+  active = jnp.ones((tokens.shape[0],), bool)
+  return _generate(params, cache, tokens, token_mask, rng, active, config=config,
+                   sampling=sampling)
+
+
 # ----------------------------------------------------------------------------------------
 # Host-side helpers: padding into shape buckets
 # ----------------------------------------------------------------------------------------

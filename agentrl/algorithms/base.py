@@ -84,6 +84,8 @@ class Algorithm:
   data: str
   init: Callable[[Array], TrainState]
   update: Callable[[TrainState, Any, Array], tuple[TrainState, Metrics]]
+  #: data == "replay": draws one update's batch from the replay buffer, `(buffer, np_rng)`.
+  sample: Callable[[Any, Any], Any] | None = None
 
   def __post_init__(self):
     if self.data not in DATA_KINDS:
