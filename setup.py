@@ -16,6 +16,8 @@ INSTALL_REQUIRES = [
     "absl-py>=2.0",
     "tqdm>=4.66",
     "numpy>=1.26",
+    "tensorboardX>=2.6",
+    "matplotlib>=3.8",
 ]
 
 EXTRAS_REQUIRE = {
