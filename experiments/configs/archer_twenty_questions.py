@@ -1,0 +1,134 @@
+r"""ArCHer on Twenty Questions: behaviour cloning on the offline dataset, then online ArCHer.
+
+  python -m experiments.train                                   # this config, cpu variant
+  python -m experiments.train --config=experiments/configs/archer_twenty_questions.py:smoke
+  python -m experiments.train --config=experiments/configs/archer_twenty_questions.py:paper \
+      --config.seed=3
+
+Variants:
+  smoke  seconds; for tests (tiny models, a few iterations).
+  cpu    the main experiment: minutes on a 2-core laptop CPU, a small from-scratch policy.
+  paper  ArCHer's published hyperparameters (section 1.8 of the reference notes; the official
+         code sums 32 micro-batch losses, so its learning rates are ours x 32), with a
+         GPT-2-small-sized policy and a RoBERTa-base-sized critic: GPU/TPU.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+  variant = variant or "cpu"
+  if variant not in ("smoke", "cpu", "paper"):
+    raise ValueError(f"unknown variant {variant!r}; expected smoke, cpu or paper")
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Everything random derives from it (and the iteration).
+  c.data_dir = ""  # Datasets and tokenizers; "" = $AGENTRL_DATA_DIR or ~/.cache/agentrl/datasets.
+
+  c.env = ml_collections.ConfigDict()
+  c.env.name = "twenty_questions"  # A name registered in agentrl.envs.
+  c.env.kwargs = ml_collections.ConfigDict()  # Keyword arguments of agentrl.envs.make.
+  c.env.max_tokens = 512  # T: tokens per conversation row (longer ones are cut, not done).
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.vocab_size = 1024  # BPE trained on scripted episodes of the environment.
+  c.tokenizer.corpus_episodes = 200  # Strong and weak episodes each, for the BPE corpus.
+
+  c.policy = ml_collections.ConfigDict()  # A Llama-style decoder trained from scratch.
+  c.policy.hidden_size = 128
+  c.policy.num_layers = 2
+  c.policy.num_heads = 4
+  c.policy.num_kv_heads = 2
+  c.policy.mlp_dim = 512
+
+  c.sampling = ml_collections.ConfigDict()
+  c.sampling.max_new_tokens = 16  # Token budget of one question.
+  c.sampling.temperature = 1.0  # Rollouts and ArCHer's fresh actions sample at this.
+
+  c.dataset = ml_collections.ConfigDict()  # The offline TFDS dataset (built on first use).
+  c.dataset.episodes = 20_000
+  c.dataset.mixture = ml_collections.ConfigDict({"strong": 0.5, "weak": 0.5})
+
+  c.bc = ml_collections.ConfigDict()  # Behaviour-cloning warm start on the dataset.
+  c.bc.steps = 400  # 0 skips it.
+  c.bc.batch_size = 32
+  c.bc.lr = 1e-3
+  c.bc.warmup_steps = 20
+  c.bc.max_grad_norm = 1.0
+
+  c.algorithm = ml_collections.ConfigDict()
+  c.algorithm.name = "archer"
+  c.algorithm.lr = 3e-5  # Actor (policy) learning rate.
+  c.algorithm.max_grad_norm = 1.0
+  c.algorithm.critic_lr = 1e-3
+  c.algorithm.critic_max_grad_norm = 1.0
+  c.algorithm.gamma = 0.95  # Utterance-level discount.
+  c.algorithm.tau = 0.1  # Polyak rate of the target critic, per critic step.
+  c.algorithm.critic_steps = 8  # Critic gradient steps per iteration (official: 50).
+  c.algorithm.actor_steps = 2  # Actor gradient steps per iteration (official: 3).
+  c.algorithm.batch_size = 64  # Transitions per gradient step (official: 256).
+  c.algorithm.warmup_updates = 5  # Critic-only iterations first (official: 10).
+  c.algorithm.token_baseline = False  # ArCHer's token-level baseline variant.
+  c.algorithm.baseline_lr = 1e-4
+  c.algorithm.state_tokens = 256  # Critic/actor state: the latest tokens of the conversation.
+  c.algorithm.action_tokens = 16  # = sampling.max_new_tokens.
+  c.algorithm.critic = ml_collections.ConfigDict()  # The utterance critic's encoder and heads.
+  c.algorithm.critic.hidden_size = 64
+  c.algorithm.critic.num_layers = 2
+  c.algorithm.critic.num_heads = 4
+  c.algorithm.critic.mlp_dim = 256
+  c.algorithm.critic.head_dims = (128, 128)
+
+  c.replay = ml_collections.ConfigDict()
+  c.replay.capacity = 10_000  # Utterance transitions (the paper's 10k).
+
+  c.rollout = ml_collections.ConfigDict()
+  c.rollout.seeds_per_iteration = 16  # Task seeds per iteration...
+  c.rollout.group_size = 1  # ... times episodes per seed.
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.episodes = 64  # Held-out task seeds.
+  c.eval.temperature = 0.0  # Greedy, as ArCHer's evaluation.
+
+  c.train = ml_collections.ConfigDict()
+  c.train.total_iterations = 60
+  c.train.eval_every = 10
+  c.train.checkpoint_every = 5
+  c.train.log_every = 25  # BC steps between log lines (online iterations all log).
+
+  if variant == "smoke":
+    c.env.max_tokens = 384
+    c.tokenizer.vocab_size = 512
+    c.tokenizer.corpus_episodes = 30
+    c.policy.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=64)
+    c.sampling.max_new_tokens = 8
+    c.dataset.episodes = 200
+    c.bc.steps = 10
+    c.bc.batch_size = 8
+    c.algorithm.update(critic_steps=2, actor_steps=1, batch_size=8, warmup_updates=1,
+                       state_tokens=64, action_tokens=8)
+    c.algorithm.critic.update(hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32,
+                              head_dims=(16,))
+    c.replay.capacity = 512
+    c.rollout.seeds_per_iteration = 4
+    c.eval.episodes = 4
+    c.train.update(total_iterations=3, eval_every=3, checkpoint_every=1, log_every=5)
+  elif variant == "paper":
+    c.tokenizer.vocab_size = 8192
+    c.policy.update(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=12,
+                    mlp_dim=3072)
+    c.sampling.max_new_tokens = 32
+    c.env.max_tokens = 1024
+    c.bc.steps = 5000
+    c.bc.lr = 1e-4
+    c.algorithm.update(lr=1e-6 * 32, critic_lr=2e-5 * 32 / 32, critic_steps=50,
+                       actor_steps=3, batch_size=256, warmup_updates=10, state_tokens=512,
+                       action_tokens=32)
+    c.algorithm.critic.update(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072,
+                              head_dims=(768, 768))
+    c.replay.capacity = 10_000
+    c.rollout.seeds_per_iteration = 128
+    c.eval.episodes = 128
+    c.train.update(total_iterations=2000, eval_every=25, checkpoint_every=25)
+  return c
