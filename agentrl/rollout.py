@@ -105,7 +105,8 @@ class _Row:
 def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequence[int], *,
             tokenizer: Tokenizer, max_tokens: int, group_size: int = 1,
             max_turns: int | None = None, rng: jax.Array | int | None = None,
-            env_kwargs: dict | None = None, cache_tokens: int | None = None) -> RolloutResult:
+            env_kwargs: dict | None = None, cache_tokens: int | None = None,
+            system_prompt: bool = True) -> RolloutResult:
   """Plays `group_size` episodes of every task seed in `seeds` and returns them as a batch.
 
   Args:
@@ -123,6 +124,9 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
     cache_tokens: KV cache length (default 2 * max_tokens). The cache is shared by all rows
       and also spends slots on padding, so it fills faster than a row does; when it is full,
       the running rows are cut.
+    system_prompt: Start each row with the environment's instructions as a system message.
+      A policy trained from scratch learns nothing from a constant prompt: leaving it out
+      saves its tokens in every row (the `Episode`s still record it).
 
   Returns:
     A `RolloutResult` with B = len(seeds) * group_size * num_roles rows.
@@ -154,7 +158,7 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
     steps.append(step)
     for role in range(num_roles):
       system = env_obj.instructions(role)
-      if system:
+      if system and system_prompt:
         rows[row_of(e, role)].add_context(tokenizer.encode_turn("system", system).tokens)
     rows[row_of(e, step.to_play)].add_context(_observation_ids(tokenizer, step.observation))
 
@@ -300,20 +304,22 @@ def _fill_row(batch: dict, i: int, tokens, action, turn, turn_end, logprobs, epi
 
 
 def encode_episodes(tokenizer: Tokenizer, episodes: Sequence[Episode], *, max_tokens: int,
-                    max_turns: int) -> TrajectoryBatch:
+                    max_turns: int, system_prompt: bool = True) -> TrajectoryBatch:
   """Tokenizes text episodes (e.g. an offline dataset) into a right-padded `TrajectoryBatch`.
 
   Each row is the system prompt followed by the episode's messages, encoded with the chat
   template. An episode longer than `max_tokens` tokens or `max_turns` turns keeps its first
   turns that fit and is treated as truncated there (`dones` stays False). `group_id` is
   the same for episodes of the same (environment, seed); behaviour log-probs are 0.
+  `system_prompt=False` leaves the system message out, as the rollout option of that name.
   """
   b, t, k = len(episodes), max_tokens, max_turns
   batch = {name: np.array(value) for name, value in
            dataclasses.asdict(TrajectoryBatch.zeros(b, t, k)).items()}
   batch["tokens"][:] = tokenizer.pad_id
   for i, episode in enumerate(episodes):
-    messages = ([{"role": "system", "content": episode.system}] if episode.system else [])
+    messages = ([{"role": "system", "content": episode.system}]
+                if episode.system and system_prompt else [])
     encoding = _fit(tokenizer.encode_chat(messages + list(episode.messages)), t, k)
     # The batch gives a turn index to action tokens only (the chat encoding also numbers the
     # assistant prefix).

@@ -113,7 +113,8 @@ def offline_batch(episodes, exp: Experiment, step: int, batch_size: int, stream:
   rng = np.random.default_rng([exp.config.seed, stream, step])
   rows = rng.choice(len(episodes), size=batch_size, replace=len(episodes) < batch_size)
   return rollout.encode_episodes(exp.tokenizer, [episodes[int(i)] for i in rows],
-                                 max_tokens=exp.config.env.max_tokens, max_turns=exp.max_turns)
+                                 max_tokens=exp.config.env.max_tokens, max_turns=exp.max_turns,
+                                 system_prompt=exp.config.env.system_prompt)
 
 
 def play(exp: Experiment, params, seeds, *, key, group_size: int = 1,
@@ -122,7 +123,8 @@ def play(exp: Experiment, params, seeds, *, key, group_size: int = 1,
                             sampling_config(exp.config, exp.tokenizer, temperature=temperature))
   return rollout.rollout(policy, exp.config.env.name, list(seeds), tokenizer=exp.tokenizer,
                          max_tokens=exp.config.env.max_tokens, group_size=group_size, rng=key,
-                         env_kwargs=dict(exp.config.env.kwargs), max_turns=exp.max_turns)
+                         env_kwargs=dict(exp.config.env.kwargs), max_turns=exp.max_turns,
+                         system_prompt=exp.config.env.system_prompt)
 
 
 def evaluate(exp: Experiment, params, iteration: int) -> dict[str, float]:
@@ -272,7 +274,8 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
         result = play(exp, state.params["policy"], seeds, group_size=r.group_size,
                       key=jax.random.fold_in(root, _ROLLOUT * 1_000_003 + it))
         episodes_seen += len(result.episodes)
-        metrics.update({f"rollout/{k}": v for k, v in result.stats.items()})
+        metrics.update({f"time/{k}" if k.endswith("_seconds") else f"rollout/{k}": v
+                        for k, v in result.stats.items()})
       if algo.data == "rollout":
         batch = result.batch
       elif algo.data == "replay":

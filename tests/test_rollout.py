@@ -84,6 +84,13 @@ def test_scripted_policy_in_rollout_matches_direct_play(template):
     check_turn_structure(result, tok)
     # The same episodes, re-encoded from text, give the same batch.
     again = rollout.encode_episodes(tok, result.episodes, max_tokens=256, max_turns=6)
+    bare = rollout.rollout(policy, env, seeds, tokenizer=tok, max_tokens=256, rng=5,
+                           system_prompt=False)
+    bare_again = rollout.encode_episodes(tok, bare.episodes, max_tokens=256, max_turns=6,
+                                         system_prompt=False)
+    np.testing.assert_array_equal(bare.batch.tokens, bare_again.tokens)
+    assert (np.asarray(bare.batch.attention_mask).sum()
+            < np.asarray(result.batch.attention_mask).sum())
     for name in ("tokens", "action_mask", "turn_index", "turn_end", "rewards", "turn_mask",
                  "dones", "attention_mask", "positions"):
       np.testing.assert_array_equal(getattr(again, name), getattr(result.batch, name), name)

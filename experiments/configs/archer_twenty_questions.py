@@ -29,7 +29,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   c.env = ml_collections.ConfigDict()
   c.env.name = "twenty_questions"  # A name registered in agentrl.envs.
   c.env.kwargs = ml_collections.ConfigDict()  # Keyword arguments of agentrl.envs.make.
-  c.env.max_tokens = 512  # T: tokens per conversation row (longer ones are cut, not done).
+  c.env.max_tokens = 256  # T: tokens per conversation row (longer ones are cut, not done).
+  c.env.system_prompt = False  # A from-scratch policy learns nothing from a constant prompt.
 
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.vocab_size = 1024  # BPE trained on scripted episodes of the environment.
@@ -71,7 +72,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   c.algorithm.warmup_updates = 5  # Critic-only iterations first (official: 10).
   c.algorithm.token_baseline = False  # ArCHer's token-level baseline variant.
   c.algorithm.baseline_lr = 1e-4
-  c.algorithm.state_tokens = 256  # Critic/actor state: the latest tokens of the conversation.
+  c.algorithm.state_tokens = 160  # Critic/actor state: the latest tokens of the conversation.
   c.algorithm.action_tokens = 16  # = sampling.max_new_tokens.
   c.algorithm.critic = ml_collections.ConfigDict()  # The utterance critic's encoder and heads.
   c.algorithm.critic.hidden_size = 64
@@ -98,7 +99,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   c.train.log_every = 25  # BC steps between log lines (online iterations all log).
 
   if variant == "smoke":
-    c.env.max_tokens = 384
+    c.env.kwargs.max_turns = 4
+    c.env.max_tokens = 192
     c.tokenizer.vocab_size = 512
     c.tokenizer.corpus_episodes = 30
     c.policy.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=64)
@@ -120,6 +122,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
                     mlp_dim=3072)
     c.sampling.max_new_tokens = 32
     c.env.max_tokens = 1024
+    c.env.system_prompt = True
     c.bc.steps = 5000
     c.bc.lr = 1e-4
     c.algorithm.update(lr=1e-6 * 32, critic_lr=2e-5 * 32 / 32, critic_steps=50,
