@@ -1,0 +1,189 @@
+"""ILQL (Snell et al., 2023) as in LMRL-Gym: token-level Q/V heads on the BC policy's trunk.
+
+Offline: the batch is a `TrajectoryBatch` of dataset episodes. The policy LM is the behaviour
+policy π_β (usually behaviour-cloned); value heads read its hidden states
+(`policy.evaluate(...).hidden`, the state h_t that predicts token t):
+
+  Q_1, Q_2   MLP d → d → |V| "Q-logits": Q_k(s_t, a) for every next token a
+  Q̄_1, Q̄_2   target copies, Polyak-averaged after every step (optax.incremental_update, `tau`)
+  V          MLP d → d → 1
+
+At every action token t (a_t = tokens[t], taken with `value_losses.ilql_loss`):
+
+  r_t   = the turn's reward on the last action token of each turn (`turn_end`), 0 elsewhere
+  y_t   = r_t + γ·(1 − d_t)·V(s_t'),  t' the next action token of the row (across the
+          observation tokens that follow a turn), γ per action token (LMRL-Gym's choice)
+  L     = Σ_k ½(Q_k(s_t, a_t) − y_t)² + L₂^τ(min_k Q̄_k(s_t, a_t) − V(s_t))
+          + cql_weight · Σ_k CE(Q_k-logits, a_t)
+
+The last action token of a row has no next state in the batch: it is not bootstrapped (a
+true terminal, or a truncated episode treated as ended, as LMRL-Gym's data does).
+
+The trunk. With `train_trunk=False` (default) the heads see `stop_gradient(hidden)`: they are
+trained on a frozen BC trunk and `params["policy"]` stays π_β. LMRL-Gym instead fine-tunes a
+separate copy of the base LM under the value loss (and decodes with two models and two KV
+caches); here `train_trunk=True` trains the shared policy trunk with the value loss *plus*
+`bc_weight` × the BC loss on the same batch, so that the LM head still models π_β and Q-guided
+decoding (`value_decoding.guided_generate`) remains one decoder forward per token.
+
+Decoding: `value_decoding.GuidedPolicy(params["policy"], params["value"], ..., beta)` samples
+from π_β·exp(β·(min_k Q_k − V)) (LMRL-Gym: β = 4 dialogue, 8 maze, 16 20Q).
+
+State: params {"policy", "value"}, opt_states {"value"} (+ {"policy"} when training the
+trunk), frozen {"target_value"} (the whole head tree; its V part is unused).
+
+Config (`config.algorithm`):
+  lr, weight_decay, max_grad_norm, warmup_steps   optimizer of the heads (and of the trunk)
+  gamma (0.99)             discount per action token
+  expectile (0.7)          τ of the V expectile regression
+  cql_weight (0.01)        weight of the CE (CQL-style) term on the Q-logits
+  tau (0.005)              Polyak rate of the target heads, per optimizer step
+  head_dim (hidden size)   width of the heads' hidden layer
+  train_trunk (False)      train the policy trunk by the value loss (see above)
+  bc_weight (1.0)          BC loss weight on the trunk when train_trunk
+  epochs (1), num_minibatches (1)   optimizer steps per update: epochs × minibatches
+  beta (4.0)               Q-guidance strength for evaluation (read by the caller)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from agentrl import losses, policy, value_losses
+from agentrl.algorithms import value_decoding as vd
+from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
+                                     optimizer)
+from agentrl.types import TrajectoryBatch
+
+_sg = jax.lax.stop_gradient
+
+# (q [num_q, B, T, |V|], v [B, T], target_q_taken [num_q, B, T] or None, batch) -> (loss, metrics)
+TokenLoss = Callable[..., tuple[jax.Array, dict]]
+
+
+def ilql_terms(q: jax.Array, v: jax.Array, target_q_taken: jax.Array, batch: TrajectoryBatch, *,
+               gamma: float, expectile: float, cql_weight: float):
+  """`value_losses.ilql_loss` on a batch: token rewards, next-action-token bootstrap, masks.
+
+  q [2, B, T, |V|] Q-logits at each token's state, v [B, T], target_q_taken [2, B, T] target
+  Q̄_k(s_t, a_t) at the taken tokens.
+  """
+  mask = vd.action_token_mask(batch)
+  rewards, dones = vd.token_rewards(batch)
+  nxt, has_next = vd.next_action_index(mask)
+  next_v = jnp.where(has_next, jnp.take_along_axis(v, nxt, axis=1), 0.0)
+  return value_losses.ilql_loss(q[0], q[1], batch.tokens, v, next_v, target_q_taken[0],
+                                target_q_taken[1], rewards, dones, mask, gamma=gamma,
+                                expectile=expectile, cql_weight=cql_weight)
+
+
+def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueHeads,
+                     loss_terms: TokenLoss, use_target: bool) -> Algorithm:
+  """The shared update of ILQL and MC returns: token-level heads on the policy's hidden states.
+
+  `loss_terms(q, v, target_q_taken, batch)` gives the value loss (target_q_taken is None
+  without a target network).
+  """
+  cfg = models.policy_config
+  tx = optimizer(config)
+  tau = float(config.get("tau", 0.005))
+  train_trunk = bool(config.get("train_trunk", False))
+  bc_weight = float(config.get("bc_weight", 1.0))
+  epochs = int(config.get("epochs", 1))
+  num_minibatches = int(config.get("num_minibatches", 1))
+
+  def init(rng):
+    policy_params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.
+    value = vd.init_heads(heads, rng, cfg.hidden_size)
+    params = {"policy": policy_params, "value": value}
+    opt_states = {"value": tx.init(value)}
+    if train_trunk:
+      opt_states["policy"] = tx.init(policy_params)
+    frozen = {"target_value": jax.tree.map(jnp.copy, value)} if use_target else {}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_states=opt_states,
+                      frozen=frozen)
+
+  def loss_fn(trained, policy_params, target, batch: TrajectoryBatch):
+    policy_params = trained.get("policy", policy_params)
+    out = policy.evaluate(policy_params, cfg, batch.tokens, batch.positions,
+                          batch.attention_mask)
+    hidden = out.hidden if train_trunk else _sg(out.hidden)
+    q, v = heads.apply({"params": trained["value"]}, hidden)
+    target_taken = None
+    if use_target:
+      tq, _ = heads.apply({"params": target}, _sg(hidden))
+      target_taken = _sg(vd.taken(tq, batch.tokens))
+    loss, metrics = loss_terms(q, v, target_taken, batch)
+    if train_trunk:
+      bc, _ = losses.bc_loss(out.logprobs, batch.action_mask & batch.attention_mask,
+                             max_tokens=batch.tokens.shape[1])
+      metrics = {**metrics, "bc_loss": bc}
+      loss = loss + bc_weight * bc
+    return loss, metrics
+
+  def step(state: TrainState, batch: TrajectoryBatch):
+    trained = {"value": state.params["value"]}
+    if train_trunk:
+      trained["policy"] = state.params["policy"]
+    target = state.frozen.get("target_value")
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        trained, state.params["policy"], target, batch)
+    params, opt_states = dict(state.params), dict(state.opt_states)
+    params["value"], opt_states["value"], guard = apply_gradients(
+        tx, state.params["value"], state.opt_states["value"], grads["value"], loss,
+        name=f"{name}_loss")
+    if train_trunk:
+      params["policy"], opt_states["policy"], guard_trunk = apply_gradients(
+          tx, state.params["policy"], state.opt_states["policy"], grads["policy"], loss,
+          name=f"{name}_trunk")
+      guard = {**guard, **guard_trunk}
+    frozen = dict(state.frozen)
+    if use_target:
+      frozen["target_value"] = optax.incremental_update(params["value"], target, tau)
+    state = state.replace(step=state.step + 1, params=params, opt_states=opt_states,
+                          frozen=frozen)
+    return state, {**{f"{name}/{k}": v for k, v in metrics.items()}, **guard}
+
+  def update(state: TrainState, batch: TrajectoryBatch, rng):
+    del rng
+    size = batch.tokens.shape[0]
+    if size % num_minibatches:
+      raise ValueError(f"{name}: batch size {size} is not divisible by num_minibatches="
+                       f"{num_minibatches}.")
+    mb = size // num_minibatches
+    all_metrics = []
+    for _ in range(epochs):
+      for i in range(num_minibatches):
+        part = jax.tree.map(lambda x, i=i: x[i * mb:(i + 1) * mb], batch)
+        state, metrics = step(state, part)
+        all_metrics.append(metrics)
+    metrics = {k: (jnp.max if k.startswith("nonfinite/") else jnp.mean)(
+        jnp.stack([m[k] for m in all_metrics])) for k in all_metrics[0]}
+    return state, metrics
+
+  return Algorithm(name=name, data="offline", init=init, update=jit_update(update))
+
+
+def make(config, models: Models, *, name: str = "ilql") -> Algorithm:
+  heads = value_heads(config, models)
+  gamma = float(config.get("gamma", 0.99))
+  expectile = float(config.get("expectile", 0.7))
+  cql_weight = float(config.get("cql_weight", 0.01))
+
+  def loss_terms(q, v, target_taken, batch):
+    return ilql_terms(q, v, target_taken, batch, gamma=gamma, expectile=expectile,
+                      cql_weight=cql_weight)
+
+  return make_token_value(config, models, name=name, heads=heads, loss_terms=loss_terms,
+                          use_target=True)
+
+
+def value_heads(config, models: Models) -> vd.TokenValueHeads:
+  """The heads module of `make` (for `value_decoding.GuidedPolicy`)."""
+  cfg = models.policy_config
+  return vd.TokenValueHeads(cfg.vocab_size, int(config.get("head_dim", cfg.hidden_size)),
+                            num_q=2, with_v=True)
