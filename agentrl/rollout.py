@@ -47,11 +47,17 @@ from agentrl.types import TrajectoryBatch
 
 @dataclasses.dataclass(frozen=True)
 class LMPolicy:
-  """A decoder language model used as the token policy of a rollout."""
+  """A decoder language model used as the token policy of a rollout.
+
+  `generate_fn` replaces `sampling.generate` (same signature and `SampleOutput`), e.g. with
+  Q-guided decoding (`agentrl.algorithms.value_decoding.guided_generate` with its value
+  heads bound).
+  """
 
   params: Any
   config: decoder.DecoderConfig
   sampling: sampling_lib.SamplingConfig
+  generate_fn: Callable[..., sampling_lib.SampleOutput] | None = None
 
 
 @dataclasses.dataclass
@@ -190,8 +196,9 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
           [row.pending if on else [] for row, on in zip(rows, active)],
           pad_token=tokenizer.pad_id, length=chunk_len)
       rng, key = jax.random.split(rng)
-      out = sampling_lib.generate(policy.params, cache, tokens, mask, key, config=policy.config,
-                                  sampling=policy.sampling, active=active)
+      generate = policy.generate_fn or sampling_lib.generate
+      out = generate(policy.params, cache, tokens, mask, key, config=policy.config,
+                     sampling=policy.sampling, active=active)
       cache = out.cache
       out_tokens, out_lp, lengths = (np.asarray(out.tokens), np.asarray(out.logprobs),
                                      np.asarray(out.lengths))
