@@ -1,0 +1,345 @@
+"""Critic-free group policy gradients: GRPO, Dr.GRPO, RLOO, REINFORCE++ and GiGPO.
+
+On-policy (`data="rollout"`): the batch comes from `rollout.rollout(..., group_size=G)`, so the G
+episodes of one task seed share a `group_id`. One `update` computes the advantages once, with no
+value function, from the rewards of the batch, and then takes `epochs` x `minibatches` steps of
+the clipped PPO surrogate (`losses.ppo_clip_loss`) against the sampler's
+`batch.behaviour_logprobs`. With the default single epoch and one minibatch the ratio is 1 and
+the step is a pure policy gradient.
+
+Episode return Rᵢ = Σ_k rᵢ,ₖ over the valid turns (`turn_mask`). Estimators (`estimator=`):
+
+  grpo          Âᵢ = (Rᵢ − mean_g R) / (std_g R + ε)   (`advantages.grpo_advantages`); loss
+                aggregation seq-mean-token-mean (Shao et al. 2024, Eq. 3).
+  dr_grpo       Âᵢ = Rᵢ − mean_g R, no std; aggregation seq-mean-token-sum-norm (token sum over
+                a constant length, default the batch width T; Liu et al. 2025).
+  rloo          Âᵢ = Rᵢ − mean of the other members of the group (`rloo_advantages`).
+  reinforce_pp  Âᵢ = batch z-score of Rᵢ (`reinforce_pp_advantages`); `group_baseline=True`
+                subtracts the group mean first (REINFORCE++-baseline).
+  gigpo         A_{i,k} = A^E_i + ω A^S_{i,k} (`credit.gigpo_advantages`): the episode
+                advantage plus a step advantage of the discounted return-to-go within the
+                anchor-state bucket (same group, same state).
+
+Singleton groups give 0 (see `advantages`). Multi-turn credit (`credit`):
+
+  grpo, dr_grpo, rloo, reinforce_pp:
+    "none"   (default) the episode advantage Âᵢ on every turn of the episode.
+    "turn"   the discounted return-to-go G_{i,k} = Σ_{k' ≥ k} γ^{k'−k} r_{i,k'} of each turn
+             replaces Rᵢ, and the group baseline runs over the turns at the same position k of
+             the group's episodes (group key (g, k)): a time-dependent group baseline.
+  gigpo:
+    "gigpo"             (default) the paper's mean_std_norm mode (divide by the group stds).
+    "gigpo_mean_norm"   verl-agent's mean_norm mode (centre only).
+Any other value raises a ValueError that lists the supported ones.
+
+Anchor states (GiGPO). A text environment's state is the conversation so far, so the anchor id
+of turn k is a hash of the tokens before turn k's first action token, computed inside the jitted
+update (`anchor_ids`: a 32-bit rolling polynomial hash h ← h·M + token + 1 over the row, a
+`lax.scan` over T). `anchor="history"` (default) hashes the whole conversation up to the turn
+(an exact state for text MDPs: equal hashes mean the same prompt, the same earlier actions and the
+same answers); `anchor="observation"` hashes only the tokens since the previous action (the
+latest observation, verl-agent's choice, which fits environments whose observation is the full
+state). A precomputed id cannot ride on `TrajectoryBatch`, so none is accepted; a hash collision
+(probability about n²/2³² for n states in a group) merges two buckets.
+
+KL. With `kl_coef` > 0 the initial policy is kept frozen as `state.frozen["reference"]` and
+kl_coef · `losses.kl_loss` (k3 by default, GRPO Eq. 4) is added to the loss, with the same
+aggregation as the surrogate.
+
+Config (`config.algorithm`):
+  lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
+  credit                see above ("none"; "gigpo" for the gigpo estimator)
+  gamma                 turn discount of the return-to-go (1.0; 0.95 for gigpo)
+  eps                   ε added to the stds (1e-6; 1e-8 for reinforce_pp, the batch whitening)
+  unbiased_std          n−1 stds (False; True for gigpo, as verl-agent)
+  group_baseline        reinforce_pp only: subtract the group mean before whitening (False)
+  omega                 gigpo: weight ω of the step advantage (1.0)
+  anchor                gigpo: "history" (default) or "observation", see above
+  episode_stats_over_steps   gigpo: weight episode statistics by the number of turns (True)
+  aggregation           loss aggregation (see losses.aggregate); default per estimator above,
+                        "token-mean" for rloo, reinforce_pp and gigpo (verl's default)
+  max_tokens            constant of seq-mean-token-sum-norm (default: the batch width T)
+  clip_eps (0.2), clip_high (None = clip_eps), dual_clip (None)   the PPO clip
+  epochs (1), minibatches (1)   passes over the batch and equal row slices per pass (rows are
+                        shuffled per epoch when minibatches > 1; B must divide evenly)
+  kl_coef (0.0), kl_estimator ("k3"), kl_clamp (None)   KL to the frozen reference policy
+  entropy_coef (0.0)    weight of an entropy bonus (−H of `policy.evaluate`, aggregated)
+  temperature           the sampler's temperature used for the log-probs (default: the
+                        models' sampling temperature, 1.0 when greedy)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from agentrl import advantages, credit, losses, policy
+from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
+                                     optimizer)
+from agentrl.types import TrajectoryBatch
+
+Array = jax.Array
+
+ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "gigpo")
+#: Supported `config.credit` values per estimator; the first one is the default.
+CREDIT_OPTIONS = {
+    "grpo": ("none", "turn"),
+    "dr_grpo": ("none", "turn"),
+    "rloo": ("none", "turn"),
+    "reinforce_pp": ("none", "turn"),
+    "gigpo": ("gigpo", "gigpo_mean_norm"),
+}
+ANCHOR_MODES = ("history", "observation")
+_DEFAULT_AGGREGATION = {"grpo": "seq-mean-token-mean", "dr_grpo": "seq-mean-token-sum-norm"}
+_HASH_MULT = 0x01000193  # The 32-bit FNV prime, as the multiplier of the polynomial hash.
+
+
+# ----------------------------------------------------------------------------- advantages
+
+
+def episode_returns(rewards: Array, turn_mask: Array) -> Array:
+  """Rᵢ = Σ_k rᵢ,ₖ over the valid turns: [B, K] -> [B]."""
+  return jnp.sum(jnp.where(turn_mask.astype(bool), rewards.astype(jnp.float32), 0.0), axis=1)
+
+
+def anchor_ids(batch: TrajectoryBatch, *, mode: str = "history") -> Array:
+  """A 32-bit hash of the state before each agent turn, int32[B, K] (jittable).
+
+  h ← h·M + (token + 1) mod 2³² over the real tokens of each row (M the FNV prime); the id of
+  turn k is h just before turn k's first action token. mode="history" hashes every token
+  before it; mode="observation" restarts at each action token, so it hashes only the tokens
+  since the previous utterance (the latest observation and the assistant prefix). Turns
+  without action tokens get 0 (they are masked out downstream).
+  """
+  if mode not in ANCHOR_MODES:
+    raise ValueError(f"anchor mode {mode!r}; valid modes: {', '.join(ANCHOR_MODES)}.")
+  real = batch.attention_mask.astype(bool)
+  action = batch.action_mask.astype(bool) & real
+  tokens = batch.tokens.astype(jnp.uint32) + jnp.uint32(1)
+  mult = jnp.uint32(_HASH_MULT)
+
+  def step(h, xs):
+    tok, r, a = xs
+    new = h * mult + tok
+    if mode == "observation":
+      new = jnp.where(a, jnp.zeros_like(h), new)
+    return jnp.where(r, new, h), h  # Emits the hash of the tokens *before* this one.
+
+  init = jnp.zeros(tokens.shape[:1], jnp.uint32)
+  _, before = jax.lax.scan(step, init, (tokens.T, real.T, action.T))
+  before = jax.lax.bitcast_convert_type(before.T, jnp.int32)
+  turn = batch.turn_index
+  prev_same = jnp.pad(action[:, :-1] & (turn[:, :-1] == turn[:, 1:]), ((0, 0), (1, 0)))
+  first = action & ~prev_same
+  return advantages.tokens_to_turns(before, first, turn, batch.rewards.shape[1])
+
+
+def group_turn_advantages(batch: TrajectoryBatch, *, estimator: str, credit_mode: str,
+                          gamma: float = 1.0, eps: float | None = None,
+                          unbiased_std: bool | None = None, group_baseline: bool = False,
+                          omega: float = 1.0, anchor: str = "history",
+                          episode_stats_over_steps: bool = True) -> Array:
+  """Per-turn advantages [B, K] of `estimator` with multi-turn credit `credit_mode`.
+
+  See the module docstring for the formulas; 0 on masked turns. `eps` and `unbiased_std`
+  default per estimator (None).
+  """
+  check_options(estimator, credit_mode)
+  turn_mask = batch.turn_mask.astype(bool)
+  rewards = batch.rewards.astype(jnp.float32)
+  group_id = batch.group_id
+  b, k = rewards.shape
+  if estimator == "gigpo":
+    anchor_id = anchor_ids(batch, mode=anchor)
+    return credit.gigpo_advantages(
+        episode_returns(rewards, turn_mask), group_id, rewards, turn_mask, anchor_id,
+        gamma=gamma, omega=omega, normalize_std=credit_mode == "gigpo",
+        unbiased_std=True if unbiased_std is None else unbiased_std,
+        episode_stats_over_steps=episode_stats_over_steps, eps=1e-6 if eps is None else eps)
+
+  if credit_mode == "none":
+    values, ids, mask = episode_returns(rewards, turn_mask), group_id, turn_mask.any(axis=1)
+  else:  # "turn": return-to-go, grouped by (episode group, turn position).
+    rtg = advantages.discounted_returns(rewards, batch.dones, turn_mask, gamma=gamma)
+    values, mask = rtg.reshape(-1), turn_mask.reshape(-1)
+    ids = (group_id[:, None] * k + jnp.arange(k)[None, :]).reshape(-1)
+  unbiased = bool(unbiased_std)
+  if estimator in ("grpo", "dr_grpo"):
+    adv = advantages.grpo_advantages(values, ids, mask, eps=1e-6 if eps is None else eps,
+                                     normalize_std=estimator == "grpo", unbiased_std=unbiased)
+  elif estimator == "rloo":
+    adv = advantages.rloo_advantages(values, ids, mask)
+  else:
+    adv = advantages.reinforce_pp_advantages(values, mask, group_id=ids if group_baseline
+                                             else None, eps=1e-8 if eps is None else eps)
+  if credit_mode == "none":
+    return jnp.where(turn_mask, adv[:, None], 0.0)
+  return jnp.where(turn_mask, adv.reshape(b, k), 0.0)
+
+
+def check_options(estimator: str, credit_mode: str) -> None:
+  """Raises a ValueError naming the supported values for an unknown estimator or credit."""
+  if estimator not in CREDIT_OPTIONS:
+    raise ValueError(f"Unknown group estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}.")
+  valid = CREDIT_OPTIONS[estimator]
+  if credit_mode not in valid:
+    raise ValueError(f"{estimator}: unsupported credit option {credit_mode!r}; supported: "
+                     f"{', '.join(valid)}.")
+
+
+# ----------------------------------------------------------------------------- the update
+
+
+def policy_gradient_update(config, models: Models, tx, *, name: str,
+                           aggregation: str) -> Callable:
+  """The optimisation half of a critic-free update, shared with `self_play`.
+
+  Returns `step(state, batch, token_advantages, rng) -> (params, opt_state, metrics)`, to be
+  called inside a jitted update: `epochs` passes of `minibatches` equal row slices, each one
+  optimizer step on the clipped surrogate (+ kl_coef · KL to `state.frozen["reference"]`
+  − entropy_coef · entropy). Metrics are averaged over the steps; `nonfinite/<name>_loss` is
+  the maximum (raised if any step was skipped).
+  """
+  epochs = int(config.get("epochs", 1))
+  minibatches = int(config.get("minibatches", 1))
+  clip_eps = float(config.get("clip_eps", 0.2))
+  clip_high = config.get("clip_high", None)
+  dual_clip = config.get("dual_clip", None)
+  kl_coef = float(config.get("kl_coef", 0.0))
+  kl_estimator = config.get("kl_estimator", "k3")
+  kl_clamp = config.get("kl_clamp", None)
+  entropy_coef = float(config.get("entropy_coef", 0.0))
+  max_tokens = config.get("max_tokens", None)
+  temperature = float(config.get("temperature", models.sampling.temperature or 1.0))
+  if epochs < 1 or minibatches < 1:
+    raise ValueError(f"{name}: epochs={epochs} and minibatches={minibatches} must be >= 1.")
+  loss_name = f"{name}_loss"
+  cfg = models.policy_config
+
+  def loss_fn(params, mb):
+    out = policy.evaluate(params, cfg, mb["tokens"], mb["positions"], mb["attention_mask"],
+                          temperature=temperature)
+    kw = dict(aggregation=aggregation, max_tokens=max_tokens)
+    pg, pgm = losses.ppo_clip_loss(out.logprobs, mb["behaviour"], mb["advantages"], mb["mask"],
+                                   clip_low=clip_eps, clip_high=clip_high, dual_clip=dual_clip,
+                                   **kw)
+    total = pg
+    metrics = {"pg_loss": pg, "clip_fraction": pgm["clip_fraction"],
+               "approx_kl": pgm["approx_kl"], "ratio_mean": pgm["ratio_mean"]}
+    if kl_coef:
+      kl, klm = losses.kl_loss(out.logprobs, mb["reference"], mb["mask"], estimator=kl_estimator,
+                               clamp=kl_clamp, **kw)
+      total = total + kl_coef * kl
+      metrics.update(kl_loss=kl, kl=klm["kl"])
+    if entropy_coef:
+      # −H aggregated like `losses.entropy_loss`, from the entropies `evaluate` already has.
+      neg_entropy, _, _ = losses.aggregate(-out.entropy, mb["mask"], mode=aggregation,
+                                           max_tokens=max_tokens)
+      total = total + entropy_coef * neg_entropy
+      metrics["entropy"] = -neg_entropy
+    metrics["loss"] = total
+    return total, metrics
+
+  def minibatch_step(carry, mb):
+    params, opt_state = carry
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
+    params, opt_state, guard = apply_gradients(tx, params, opt_state, grads, loss,
+                                               name=loss_name)
+    return (params, opt_state), {**metrics, **guard}
+
+  def step(state: TrainState, batch: TrajectoryBatch, token_advantages: Array, rng: Array):
+    b = batch.tokens.shape[0]
+    if b % minibatches:
+      raise ValueError(f"{name}: batch size {b} is not divisible by minibatches={minibatches}.")
+    mask = batch.action_mask.astype(bool) & batch.attention_mask.astype(bool)
+    data = {"tokens": batch.tokens, "positions": batch.positions,
+            "attention_mask": batch.attention_mask, "mask": mask,
+            "behaviour": batch.behaviour_logprobs, "advantages": token_advantages}
+    if kl_coef:
+      ref = policy.evaluate(state.frozen["reference"], cfg, batch.tokens, batch.positions,
+                            batch.attention_mask, temperature=temperature)
+      data["reference"] = jax.lax.stop_gradient(ref.logprobs)
+
+    def epoch(carry, key):
+      d = data
+      if minibatches > 1:
+        perm = jax.random.permutation(key, b)
+        d = jax.tree.map(lambda x: x[perm], d)
+      d = jax.tree.map(lambda x: x.reshape(minibatches, b // minibatches, *x.shape[1:]), d)
+      return jax.lax.scan(minibatch_step, carry, d)
+
+    (params, opt_state), metrics = jax.lax.scan(
+        epoch, (state.params["policy"], state.opt_states["policy"]),
+        jax.random.split(rng, epochs))
+    out = {}
+    for key, value in metrics.items():
+      out[key] = jnp.max(value) if key.startswith("nonfinite/") else jnp.mean(value)
+    return params, opt_state, out
+
+  return step
+
+
+def init_state(config, models: Models, tx, frozen: dict[str, Any] | None = None) -> TrainState:
+  """A fresh state: a copy of the policy (the update donates it), its optimizer state, and the
+  frozen reference when `kl_coef` > 0."""
+  params = jax.tree.map(jnp.copy, models.policy_params)
+  frozen = dict(frozen or {})
+  if float(config.get("kl_coef", 0.0)):
+    frozen["reference"] = jax.tree.map(jnp.copy, models.policy_params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params={"policy": params},
+                    opt_states={"policy": tx.init(params)}, frozen=frozen)
+
+
+def _masked_stats(x: Array, mask: Array) -> tuple[Array, Array]:
+  m = mask.astype(jnp.float32)
+  n = jnp.maximum(m.sum(), 1.0)
+  mean = jnp.sum(jnp.where(mask, x, 0.0)) / n
+  var = jnp.sum(m * jnp.square(jnp.where(mask, x, 0.0) - mean)) / n
+  return mean, jnp.sqrt(var)
+
+
+def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo") -> Algorithm:
+  """Builds the group method `estimator` (see the module docstring for the config keys)."""
+  credit_mode = config.get("credit", None) or CREDIT_OPTIONS.get(estimator, ("none",))[0]
+  check_options(estimator, credit_mode)
+  anchor = config.get("anchor", "history")
+  if estimator == "gigpo" and anchor not in ANCHOR_MODES:
+    raise ValueError(f"{name}: anchor={anchor!r}; valid: {', '.join(ANCHOR_MODES)}.")
+  adv_kwargs = dict(
+      estimator=estimator, credit_mode=credit_mode,
+      gamma=float(config.get("gamma", 0.95 if estimator == "gigpo" else 1.0)),
+      eps=config.get("eps", None), unbiased_std=config.get("unbiased_std", None),
+      group_baseline=bool(config.get("group_baseline", False)),
+      omega=float(config.get("omega", 1.0)), anchor=anchor,
+      episode_stats_over_steps=bool(config.get("episode_stats_over_steps", True)))
+  aggregation = config.get("aggregation", _DEFAULT_AGGREGATION.get(estimator, "token-mean"))
+  if aggregation not in losses.AGGREGATIONS:
+    raise ValueError(f"{name}: aggregation={aggregation!r}; valid: "
+                     f"{', '.join(losses.AGGREGATIONS)}.")
+  tx = optimizer(config)
+  pg_step = policy_gradient_update(config, models, tx, name=name, aggregation=aggregation)
+
+  def init(rng):
+    del rng
+    return init_state(config, models, tx)
+
+  def update(state: TrainState, batch: TrajectoryBatch, rng):
+    turn_adv = group_turn_advantages(batch, **adv_kwargs)
+    token_adv = advantages.turns_to_tokens(turn_adv, batch.turn_index, batch.action_mask)
+    params, opt_state, metrics = pg_step(state, batch, token_adv, rng)
+    turn_mask = batch.turn_mask.astype(bool)
+    adv_mean, adv_std = _masked_stats(turn_adv, turn_mask)
+    ret_mean, _ = _masked_stats(episode_returns(batch.rewards, turn_mask), turn_mask.any(1))
+    metrics = {**{f"{name}/{k}": v for k, v in metrics.items() if "/" not in k},
+               **{k: v for k, v in metrics.items() if "/" in k},
+               f"{name}/adv_mean": adv_mean, f"{name}/adv_std": adv_std,
+               f"{name}/return_mean": ret_mean,
+               f"{name}/zero_adv_fraction": _masked_stats(
+                   (turn_adv == 0).astype(jnp.float32), turn_mask)[0]}
+    state = state.replace(step=state.step + 1, params={**state.params, "policy": params},
+                          opt_states={**state.opt_states, "policy": opt_state})
+    return state, metrics
+
+  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))

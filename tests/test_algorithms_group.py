@@ -1,0 +1,171 @@
+"""Critic-free group methods: advantage composition by hand, options, and improvement."""
+
+import dataclasses
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from agentrl import algorithms, credit, policy
+from agentrl.algorithms import group
+from agentrl.types import TrajectoryBatch
+from tests import algo_harness as h
+from tests import toy_envs
+
+NAMES = ["grpo", "dr_grpo", "rloo", "reinforce_pp", "gigpo"]
+
+
+@functools.lru_cache(maxsize=None)
+def warm():
+  """A cheaply BC-warmed policy (bisect + random episodes) and one of its rollout batches."""
+  m = h.models()
+  bc = algorithms.make("bc", ml_collections.ConfigDict({"lr": 3e-3}), m)
+  state = bc.init(jax.random.PRNGKey(0))
+  data = jax.tree.map(lambda a, b: np.concatenate([a, b]),
+                      h.offline_batch(toy_envs.bisect_policy, range(24)),
+                      h.offline_batch(toy_envs.random_policy, range(24, 48)))
+  rng = np.random.default_rng(0)
+  for _ in range(30):
+    rows = rng.choice(48, size=16, replace=False)
+    state, _ = bc.update(state, jax.tree.map(lambda x: x[rows], data), jax.random.PRNGKey(0))
+  params = jax.tree.map(np.asarray, state.params["policy"])
+  batch = h.play(params, range(8), group_size=4, rng=0).batch
+  return dataclasses.replace(m, policy_params=params), batch
+
+
+def is_return(params, batch):
+  """Self-normalised importance-sampling estimate of the policy's expected return per group,
+  from the sampled batch: the off-policy value of `params` on the batch's tasks."""
+  m = h.models()
+  lp = np.asarray(policy.evaluate(params, m.policy_config, batch.tokens, batch.positions,
+                                  batch.attention_mask).logprobs)
+  log_w = np.where(batch.action_mask, lp - batch.behaviour_logprobs, 0.0).sum(1)
+  ret = np.where(batch.turn_mask, batch.rewards, 0.0).sum(1)
+  out = []
+  for g in np.unique(batch.group_id):
+    rows = batch.group_id == g
+    w = np.exp(log_w[rows] - log_w[rows].max())
+    out.append(np.sum(w * ret[rows]) / np.sum(w))
+  return float(np.mean(out))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_estimator_improves_the_toy_task(name):
+  m, batch = warm()
+  algo = algorithms.make(name, ml_collections.ConfigDict({"lr": 3e-3, "epochs": 2}), m)
+  state = algo.init(jax.random.PRNGKey(0))
+  before = is_return(m.policy_params, batch)
+  state, metrics = algo.update(state, batch, jax.random.PRNGKey(0))
+  state, metrics = algo.update(state, batch, jax.random.PRNGKey(1))
+  after = is_return(state.params["policy"], batch)
+  assert algorithms.nonfinite_losses(metrics) == [] and int(state.step) == 2
+  assert float(metrics[f"{name}/approx_kl"]) > 0  # The second epoch/update is off-policy.
+  assert after > before + 0.1, (before, after)
+
+
+def test_first_step_is_the_policy_gradient_with_ratio_one():
+  m, batch = warm()
+  algo = algorithms.make("grpo", ml_collections.ConfigDict({"lr": 1e-3}), m)
+  state, metrics = algo.update(algo.init(jax.random.PRNGKey(0)), batch, jax.random.PRNGKey(0))
+  assert float(metrics["grpo/ratio_mean"]) == pytest.approx(1.0, abs=1e-4)
+  # seq-mean-token-mean of −A·1 over the rows with action tokens.
+  adv = np.asarray(group.group_turn_advantages(batch, estimator="grpo", credit_mode="none"))
+  mask = batch.action_mask
+  tok = np.where(mask, np.take_along_axis(adv, np.clip(batch.turn_index, 0, None), 1), 0.0)
+  rows = mask.sum(1) > 0
+  expected = np.mean(-(tok.sum(1)[rows] / mask.sum(1)[rows]))
+  assert float(metrics["grpo/pg_loss"]) == pytest.approx(expected, abs=1e-5)
+
+
+def hand_batch():
+  """Two groups of two episodes, K = 3 turns, T = 12 tokens; tokens chosen so that rows 0 and 1
+  share their first observation and first action (same anchor state at turn 1)."""
+  b, t, k = 4, 12, 3
+  batch = {key: np.array(v) for key, v in
+           dataclasses.asdict(TrajectoryBatch.zeros(b, t, k)).items()}
+  # Layout per row: obs(2) act(1) obs(2) act(1) obs(2) act(1) pad.
+  turn = np.array([-1, -1, 0, -1, -1, 1, -1, -1, 2, -1, -1, -1])
+  act = turn >= 0
+  tokens = np.array([[5, 6, 7, 8, 9, 10, 11, 12, 13, 0, 0, 0],
+                     [5, 6, 7, 8, 9, 20, 11, 12, 14, 0, 0, 0],
+                     [5, 6, 7, 8, 9, 10, 11, 12, 13, 0, 0, 0],
+                     [5, 6, 30, 8, 9, 10, 11, 12, 13, 0, 0, 0]], np.int32)
+  batch.update(tokens=tokens, positions=np.tile(np.arange(t, dtype=np.int32), (b, 1)),
+               attention_mask=np.tile(np.arange(t) < 9, (b, 1)),
+               action_mask=np.tile(act, (b, 1)), turn_index=np.tile(turn, (b, 1)).astype(np.int32),
+               turn_end=np.tile(act, (b, 1)),
+               rewards=np.array([[-1, -1, 0], [-1, 0, 0], [-1, -1, -1], [0, 0, 0]], np.float32),
+               turn_mask=np.array([[1, 1, 1], [1, 1, 0], [1, 1, 1], [1, 0, 0]], bool),
+               dones=np.array([[0, 0, 1], [0, 1, 0], [0, 0, 0], [1, 0, 0]], bool),
+               group_id=np.array([0, 0, 1, 1], np.int32))
+  batch["action_mask"][1, 8] = False  # Row 1 has two turns.
+  batch["turn_index"][1, 8] = -1
+  batch["turn_end"][1, 8] = False
+  batch["action_mask"][3, 5:] = batch["turn_end"][3, 5:] = False  # Row 3 has one turn.
+  batch["turn_index"][3, 5:] = -1
+  return TrajectoryBatch(**batch)
+
+
+def test_hand_checked_advantages():
+  batch = hand_batch()
+  mask = np.asarray(batch.turn_mask)
+  adv = lambda **kw: np.asarray(group.group_turn_advantages(batch, **kw))  # noqa: E731
+  # Returns: [-2, -1 | -3, 0]. GRPO: (R − mean)/(std + ε), population std 0.5 and 1.5.
+  np.testing.assert_allclose(adv(estimator="grpo", credit_mode="none"),
+                             np.array([-1, 1, -1, 1])[:, None] * mask, atol=1e-5)
+  np.testing.assert_allclose(adv(estimator="dr_grpo", credit_mode="none"),
+                             np.array([-0.5, 0.5, -1.5, 1.5])[:, None] * mask, atol=1e-6)
+  np.testing.assert_allclose(adv(estimator="rloo", credit_mode="none"),
+                             np.array([-1, 1, -3, 3])[:, None] * mask, atol=1e-6)
+  # REINFORCE++: global z-score of the returns; with the group baseline, of R − mean_g.
+  r = np.array([-2.0, -1, -3, 0])
+  np.testing.assert_allclose(adv(estimator="reinforce_pp", credit_mode="none")[:, 0],
+                             (r - r.mean()) / r.std(), atol=1e-5)
+  c = np.array([-0.5, 0.5, -1.5, 1.5])
+  np.testing.assert_allclose(adv(estimator="reinforce_pp", credit_mode="none",
+                                 group_baseline=True)[:, 0], c / c.std(), atol=1e-5)
+  # "turn": return-to-go per turn, (γ = 1) [-2,-1,0 | -1,0,· | -3,-2,-1 | 0,·,·], grouped by
+  # (group, turn). Dr.GRPO centres within each (group, turn); a lone turn gets 0.
+  expected = np.array([[-0.5, -0.5, 0], [0.5, 0.5, 0], [-1.5, 0, 0], [1.5, 0, 0]])
+  np.testing.assert_allclose(adv(estimator="dr_grpo", credit_mode="turn"), expected, atol=1e-6)
+  # γ = 0.5: row 0 return-to-go [-1.5, -1, 0], row 1 [-1, 0].
+  got = adv(estimator="rloo", credit_mode="turn", gamma=0.5)
+  np.testing.assert_allclose(got[:2, :2], [[-0.5, -1], [0.5, 1]], atol=1e-6)
+
+
+def test_anchor_ids_and_gigpo():
+  batch = hand_batch()
+  hist = np.asarray(group.anchor_ids(batch, mode="history"))
+  obs = np.asarray(group.anchor_ids(batch, mode="observation"))
+  # Turn 0: rows 0-2 saw the same prompt, row 3 too (its action differs, not its prompt).
+  assert len(set(hist[:, 0])) == 1
+  # Turn 1: rows 0, 1, 2 share the history; row 3 acted differently at turn 0 (no turn 1).
+  assert hist[0, 1] == hist[1, 1] == hist[2, 1]
+  assert hist[0, 2] == hist[2, 2] and len({hist[0, 0], hist[0, 1], hist[0, 2]}) == 3
+  assert hist[1, 2] == 0 and hist[3, 1] == 0  # Turns that did not happen.
+  # The observation hash restarts after every action: turn 1 hashes [8, 9], turn 2 [11, 12].
+  assert obs[0, 0] == hist[0, 0] and obs[0, 1] == obs[1, 1] == obs[2, 1] != hist[0, 1]
+  assert obs[0, 1] != obs[0, 2]
+  ids = np.asarray(group.anchor_ids(batch))
+  got = np.asarray(group.group_turn_advantages(batch, estimator="gigpo",
+                                               credit_mode="gigpo_mean_norm", gamma=1.0))
+  ref = np.asarray(credit.gigpo_advantages(
+      np.array([-2.0, -1, -3, 0]), batch.group_id, batch.rewards, batch.turn_mask, ids,
+      gamma=1.0, normalize_std=False))
+  np.testing.assert_allclose(got, ref, atol=1e-6)
+  # By hand (mean_norm): episode means weighted by turns: group 0 (−2·3 − 1·2)/5 = −1.6.
+  # Step buckets: turn 0 of rows 0, 1 (same prompt): rtg −2, −1 → ∓0.5; turn 1: −1, 0 → ∓0.5.
+  np.testing.assert_allclose(got[0, :2], [-0.4 - 0.5, -0.4 - 0.5], atol=1e-6)
+  np.testing.assert_allclose(got[1, :2], [0.6 + 0.5, 0.6 + 0.5], atol=1e-6)
+
+
+def test_unknown_credit_option_is_a_clear_error():
+  m = h.models()
+  with pytest.raises(ValueError, match="supported: none, turn"):
+    algorithms.make("grpo", ml_collections.ConfigDict({"lr": 1e-3, "credit": "igpo"}), m)
+  with pytest.raises(ValueError, match="supported: gigpo, gigpo_mean_norm"):
+    algorithms.make("gigpo", ml_collections.ConfigDict({"lr": 1e-3, "credit": "turn"}), m)
+  with pytest.raises(ValueError, match="anchor"):
+    algorithms.make("gigpo", ml_collections.ConfigDict({"lr": 1e-3, "anchor": "text"}), m)
