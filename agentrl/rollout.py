@@ -51,13 +51,17 @@ class LMPolicy:
 
   `generate_fn` replaces `sampling.generate` (same signature and `SampleOutput`), e.g. with
   Q-guided decoding (`agentrl.algorithms.value_decoding.guided_generate` with its value
-  heads bound).
+  heads bound). With `context_tokens` > 0 it is also given `context` and `context_mask`:
+  the last `context_tokens` tokens of every row's conversation before the utterance (the
+  pending observation included), left-padded int32/bool[B, context_tokens], for decoders that
+  score candidates with an utterance-level critic (CHAI's best-of-k).
   """
 
   params: Any
   config: decoder.DecoderConfig
   sampling: sampling_lib.SamplingConfig
   generate_fn: Callable[..., sampling_lib.SampleOutput] | None = None
+  context_tokens: int = 0
 
 
 @dataclasses.dataclass
@@ -197,8 +201,14 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
           pad_token=tokenizer.pad_id, length=chunk_len)
       rng, key = jax.random.split(rng)
       generate = policy.generate_fn or sampling_lib.generate
+      extra = {}
+      if policy.context_tokens:
+        n = policy.context_tokens
+        extra["context"], extra["context_mask"] = sampling_lib.left_pad(
+            [row.tokens[-n:] if on else [] for row, on in zip(rows, active)],
+            pad_token=tokenizer.pad_id, length=n)
       out = generate(policy.params, cache, tokens, mask, key, config=policy.config,
-                     sampling=policy.sampling, active=active)
+                     sampling=policy.sampling, active=active, **extra)
       cache = out.cache
       out_tokens, out_lp, lengths = (np.asarray(out.tokens), np.asarray(out.logprobs),
                                      np.asarray(out.lengths))

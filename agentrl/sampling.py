@@ -108,13 +108,13 @@ def prefill(params, cache: KVCache, tokens: Array, token_mask: Array, *,
   return out.logits[:, -1], out.cache
 
 
-def _generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Array,
-              active: Array, *, config: DecoderConfig, sampling: SamplingConfig) -> SampleOutput:
-  chex.assert_rank([tokens, token_mask], 2)
-  chex.assert_equal_shape([tokens, token_mask])
-  batch = tokens.shape[0]
+def decode(params, cache: KVCache, logits: Array, rng: Array, done: Array, *,
+           config: DecoderConfig, sampling: SamplingConfig) -> SampleOutput:
+  """Traceable decode loop: samples from `logits` [B, V] (the last prefilled position of each
+  row), feeds each token back through the cache, and stops a row at the stop token or after
+  `max_new_tokens`. Rows where `done` is already True generate nothing."""
+  batch = logits.shape[0]
   steps = sampling.max_new_tokens
-  logits, cache = prefill(params, cache, tokens, token_mask & active[:, None], config=config)
 
   def cond(carry):
     step, _, _, _, done, _, _, _ = carry
@@ -138,11 +138,33 @@ def _generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Arr
                                 cache)
     return step + 1, out.cache, out.logits[:, -1], rng, done, out_tokens, out_logprobs, lengths
 
-  carry = (jnp.zeros((), jnp.int32), cache, logits, rng, ~active,
+  carry = (jnp.zeros((), jnp.int32), cache, logits, rng, done,
            jnp.full((batch, steps), sampling.pad_token, jnp.int32),
            jnp.zeros((batch, steps), jnp.float32), jnp.zeros((batch,), jnp.int32))
   _, cache, _, _, _, out_tokens, out_logprobs, lengths = jax.lax.while_loop(cond, body, carry)
   return SampleOutput(tokens=out_tokens, logprobs=out_logprobs, lengths=lengths, cache=cache)
+
+
+def _generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Array,
+              active: Array, *, config: DecoderConfig, sampling: SamplingConfig) -> SampleOutput:
+  chex.assert_rank([tokens, token_mask], 2)
+  chex.assert_equal_shape([tokens, token_mask])
+  logits, cache = prefill(params, cache, tokens, token_mask & active[:, None], config=config)
+  return decode(params, cache, logits, rng, ~active, config=config, sampling=sampling)
+
+
+def repeat_rows(cache: KVCache, k: int) -> KVCache:
+  """Each row of the cache `k` times in a row (row b becomes rows b*k .. b*k + k - 1)."""
+  rep = lambda x: jnp.repeat(x, k, axis=0)  # noqa: E731
+  return cache.replace(keys=tuple(map(rep, cache.keys)), values=tuple(map(rep, cache.values)),
+                       mask=rep(cache.mask), next_position=rep(cache.next_position))
+
+
+def take_rows(cache: KVCache, rows: Array) -> KVCache:
+  """The cache of the rows `rows` (int[B']) only; the shared write pointer is kept."""
+  take = lambda x: jnp.take(x, rows, axis=0)  # noqa: E731
+  return cache.replace(keys=tuple(map(take, cache.keys)), values=tuple(map(take, cache.values)),
+                       mask=take(cache.mask), next_position=take(cache.next_position))
 
 
 _generate_jit = jax.jit(_generate, static_argnames=("config", "sampling"),

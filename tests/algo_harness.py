@@ -9,12 +9,14 @@ updates.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
+import ml_collections
 import numpy as np
 
-from agentrl import envs, rollout, sampling
+from agentrl import algorithms, envs, policy, replay, rollout, sampling
 from agentrl.algorithms import Models
 from agentrl.models import decoder
 from agentrl.tokenizer import Tokenizer
@@ -32,8 +34,8 @@ def make_env():
 def tokenizer() -> Tokenizer:
   text = []
   for seed in range(30):
-    for policy in (toy_envs.bisect_policy, toy_envs.random_policy):
-      [episode] = envs.play(make_env(), policy, seed)
+    for scripted in (toy_envs.bisect_policy, toy_envs.random_policy):
+      [episode] = envs.play(make_env(), scripted, seed)
       text += [episode.system] + [m["content"] for m in episode.messages]
   return Tokenizer.train_bpe(text * 3, vocab_size=280)
 
@@ -73,3 +75,91 @@ def play(params, seeds, *, rng: int = 0, group_size: int = 1, greedy: bool = Fal
 
 def mean_return(params, seeds=range(100, 132), **kwargs) -> float:
   return float(np.mean([e.episode_return for e in play(params, seeds, **kwargs).episodes]))
+
+
+@functools.lru_cache(maxsize=None)
+def warm():
+  """A cheaply BC-warmed policy (bisect + random episodes) and one of its rollout batches."""
+  m = models()
+  bc = algorithms.make("bc", ml_collections.ConfigDict({"lr": 3e-3}), m)
+  state = bc.init(jax.random.PRNGKey(0))
+  data = jax.tree.map(lambda a, b: np.concatenate([a, b]),
+                      offline_batch(toy_envs.bisect_policy, range(24)),
+                      offline_batch(toy_envs.random_policy, range(24, 48)))
+  rng = np.random.default_rng(0)
+  for _ in range(30):
+    rows = rng.choice(48, size=16, replace=False)
+    state, _ = bc.update(state, jax.tree.map(lambda x: x[rows], data), jax.random.PRNGKey(0))
+  params = jax.tree.map(np.asarray, state.params["policy"])
+  batch = play(params, range(8), group_size=4, rng=0).batch
+  return dataclasses.replace(m, policy_params=params), batch
+
+
+def is_return(params, batch):
+  """Self-normalised importance-sampling estimate of the policy's expected return per group,
+  from the sampled batch: the off-policy value of `params` on the batch's tasks."""
+  m = models()
+  lp = np.asarray(policy.evaluate(params, m.policy_config, batch.tokens, batch.positions,
+                                  batch.attention_mask).logprobs)
+  log_w = np.where(batch.action_mask, lp - batch.behaviour_logprobs, 0.0).sum(1)
+  ret = np.where(batch.turn_mask, batch.rewards, 0.0).sum(1)
+  out = []
+  for g in np.unique(batch.group_id):
+    rows = batch.group_id == g
+    w = np.exp(log_w[rows] - log_w[rows].max())
+    out.append(np.sum(w * ret[rows]) / np.sum(w))
+  return float(np.mean(out))
+
+
+# --------------------------------------------------------------------------- the Echo task
+
+
+def echo_episodes(policy, seeds):
+  return [envs.play(toy_envs.Echo(), policy, s, rng=s)[0] for s in seeds]
+
+
+@functools.lru_cache(maxsize=None)
+def echo_models() -> Models:
+  """The tiny policy behaviour-cloned on random Echo answers: it says 1-4 at random."""
+  m = models(max_new_tokens=4)
+  bc = algorithms.make("bc", ml_collections.ConfigDict({"lr": 3e-3}), m)
+  state = bc.init(jax.random.PRNGKey(0))
+  data = rollout.encode_episodes(tokenizer(), echo_episodes(toy_envs.random_echo_policy,
+                                                            range(64)),
+                                 max_tokens=48, max_turns=2)
+  rng = np.random.default_rng(0)
+  for _ in range(40):
+    rows = rng.choice(64, size=16, replace=False)
+    state, _ = bc.update(state, jax.tree.map(lambda x: x[rows], data), jax.random.PRNGKey(0))
+  return dataclasses.replace(m, policy_params=jax.tree.map(np.asarray, state.params["policy"]))
+
+
+def echo_play(policy: rollout.LMPolicy, seeds, rng: int = 0) -> rollout.RolloutResult:
+  return rollout.rollout(policy, toy_envs.Echo, list(seeds), tokenizer=tokenizer(),
+                         max_tokens=48, rng=jax.random.PRNGKey(rng))
+
+
+def acting(algo, state, m: Models) -> rollout.LMPolicy:
+  base = rollout.LMPolicy(state.params["policy"], m.policy_config, m.sampling)
+  return algo.acting_policy(state, base) if algo.acting_policy else base
+
+
+def echo_return(algo, state, m: Models, seeds=range(500, 564)) -> float:
+  return float(echo_play(acting(algo, state, m), seeds, rng=7).stats["mean_return"])
+
+
+def train_on_echo(algo, m: Models, iterations: int, *, state_tokens: int, action_tokens: int,
+                  seeds_per_iteration: int = 16):
+  """The trainer's replay loop in miniature: roll out, add transitions, sample, update."""
+  buffer = replay.ReplayBuffer(replay.transition_spec(state_tokens, action_tokens), 4096)
+  state = algo.init(jax.random.PRNGKey(0))
+  metrics = {}
+  for it in range(iterations):
+    seeds = range(it * seeds_per_iteration, (it + 1) * seeds_per_iteration)
+    batch = echo_play(acting(algo, state, m), seeds, rng=it).batch
+    buffer.add(replay.utterance_transitions(batch, max_state_tokens=state_tokens,
+                                            max_action_tokens=action_tokens,
+                                            pad_id=tokenizer().pad_id))
+    state, metrics = algo.update(state, algo.sample(buffer, np.random.default_rng(it)),
+                                 jax.random.PRNGKey(it))
+  return state, metrics

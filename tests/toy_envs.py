@@ -1,15 +1,17 @@
 """Two tiny environments for testing the protocol, the rollout and the datasets.
 
 `GuessNumber` (one role): find a hidden number in [1, 8]; the answer is "higher" / "lower".
+`Echo` (one role): each turn the environment names a number in [1, 4]; saying it back earns 1,
+another number 0, anything else -1 (an invalid action). Value-based methods (ArCHer, CHAI) learn
+it from a policy that answers at random.
 `Nim` (two roles): take 1 or 2 stones from a pile; who takes the last stone wins. Each role is
 also told a private secret, to check that rows never see the other role's observations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-
-import numpy as np
 
 from agentrl.envs.base import Env, TimeStep
 
@@ -56,6 +58,49 @@ def bisect_policy(env, rng):
 
 def random_policy(env, rng):
   return "maybe" if rng.random() < 0.2 else str(int(rng.integers(1, 9)))
+
+
+class Echo(Env):
+  name = "_toy_echo"
+  invalid_reward = -1.0
+
+  def __init__(self, max_turns: int = 2):
+    super().__init__(max_turns=max_turns)
+
+  def instructions(self, role: int = 0) -> str:
+    return "Repeat the number."
+
+  def _reset(self, rng):
+    self.rng = rng
+    self.target = int(rng.integers(1, 5))
+    self.task_id = str(self.target)
+    self.hits = 0
+    return f"Say {self.target}."
+
+  def _step(self, action):
+    found = _NUMBER.findall(action)
+    last = self.turn >= self.max_turns
+    if not found or not 1 <= int(found[-1]) <= 4:
+      step = self.invalid("not a number from 1 to 4")
+      return dataclasses.replace(step, done=True) if last else self._next(step)
+    hit = int(found[-1]) == self.target
+    self.hits += hit
+    if last:
+      return TimeStep("Done.", reward=float(hit), done=True,
+                      info={"success": self.hits == self.max_turns})
+    return self._next(TimeStep("", reward=float(hit)))
+
+  def _next(self, step):
+    self.target = int(self.rng.integers(1, 5))
+    return dataclasses.replace(step, observation=f"{step.observation} Say {self.target}.".strip())
+
+
+def echo_policy(env, rng):
+  return str(env.target)
+
+
+def random_echo_policy(env, rng):
+  return str(int(rng.integers(1, 5)))
 
 
 class Nim(Env):

@@ -13,6 +13,12 @@ utterance-level replay buffer (`agentrl.replay`):
   or, with `token_baseline`, ArCHer's token-level baseline variant (a value head on the
   policy's hidden states regressed onto A; the policy gradient uses A − b_h).
 
+CHAI (Verma et al. 2022; ArCHer's `chai_agent`), `name="chai"`: the actor stays the policy it
+starts from (frozen); it acts by sampling `num_candidates` (k = 5) utterances and keeping the one
+with the highest min_k Q̄_k of the target critic (`acting_policy`, also used for evaluation).
+The critic is trained with the same loss, with V's target at that best-of-k action,
+y_V,k = Q̄_k(s, ã_CHAI): an approximate max backup.
+
 Losses are means over the batch (`value_losses.archer_*`); the official code sums 32
 micro-batch losses, so its learning rates correspond to ours × 32 (see the configs).
 
@@ -30,11 +36,18 @@ Config (`config.algorithm`):
   critic_steps (50), actor_steps (3), batch_size (256)
   warmup_updates (10)          updates with the critic only (the official `warmup_iter`)
   token_baseline (False), baseline_lr
+  num_candidates (5)           CHAI: utterances sampled per state
+  center_advantages (False)    subtract the batch mean of A (not in the official code: the
+                               min over two noisy Q heads makes E[A] < 0, which on its own
+                               pushes every sampled utterance down and raises entropy)
   critic: encoder (hidden_size, num_layers, num_heads, mlp_dim), head_dims
   state_tokens, action_tokens  lengths of the transition arrays (left/right padding)
 """
 
 from __future__ import annotations
+
+import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -63,8 +76,6 @@ def make_critic(config, vocab_size: int) -> UtteranceCritic:
 
 
 def make(config, models: Models, *, chai: bool = False, name: str = "archer") -> Algorithm:
-  if chai:
-    raise NotImplementedError("chai is not built yet (see the README's status list)")
   cfg = models.policy_config
   critic = make_critic(config, cfg.vocab_size)
   actor_tx = optimizer(config)
@@ -73,7 +84,11 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
   baseline_tx = optimizer(config, "baseline_") if baseline is not None else None
   gamma, tau = float(config.get("gamma", 0.95)), float(config.get("tau", 0.1))
   warmup = int(config.get("warmup_updates", 10))
+  center = bool(config.get("center_advantages", False))
   sample_cfg = models.sampling
+  k = int(config.get("num_candidates", 5))
+  if chai and k < 1:
+    raise ValueError(f"chai: num_candidates={k} must be >= 1")
 
   def init(rng):
     critic_params = init_critic_params(critic, rng)
@@ -92,14 +107,29 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     mask = jnp.arange(out.tokens.shape[1])[None] < out.lengths[:, None]
     return out.tokens, mask
 
+  def best_of_k(policy_params, critic_params, state, state_mask, rng):
+    """CHAI's action: k samples per state, the one with the highest min-head Q under
+    `critic_params`. Returns (tokens, mask, Q [heads, N] of the chosen ones)."""
+    n = state.shape[0]
+    rep = lambda x: jnp.repeat(x, k, axis=0)  # noqa: E731
+    tokens, mask = fresh_actions(policy_params, rep(state), rep(state_mask), rng)
+    q, _ = critic.apply({"params": critic_params}, rep(state), rep(state_mask), tokens, mask)
+    best = jnp.arange(n) * k + jnp.argmax(jnp.min(q, axis=0).reshape(n, k), axis=1)
+    return tokens[best], mask[best], q[:, best], jnp.max(jnp.sum(mask, axis=1))
+
   def critic_step(carry, batch):
     params, opt_state, target, policy_params, rng = carry
     rng, key = jax.random.split(rng)
-    a_pi, a_pi_mask = fresh_actions(policy_params, batch["state"], batch["state_mask"], key)
     target_v_next = critic.apply({"params": target}, batch["next_state"],
                                  batch["next_state_mask"], method=UtteranceCritic.value)
-    target_q_pi, _ = critic.apply({"params": target}, batch["state"], batch["state_mask"],
-                                  a_pi, a_pi_mask)
+    if chai:
+      _, _, target_q_pi, decode_steps = best_of_k(policy_params, target, batch["state"],
+                                                  batch["state_mask"], key)
+    else:
+      a_pi, a_pi_mask = fresh_actions(policy_params, batch["state"], batch["state_mask"], key)
+      target_q_pi, _ = critic.apply({"params": target}, batch["state"], batch["state_mask"],
+                                    a_pi, a_pi_mask)
+      decode_steps = jnp.max(jnp.sum(a_pi_mask, axis=1))
 
     def loss_fn(p):
       q, v = critic.apply({"params": p}, batch["state"], batch["state_mask"], batch["action"],
@@ -113,6 +143,8 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     params, opt_state, guard = apply_gradients(critic_tx, params, opt_state, grads, loss,
                                                name="critic_loss")
     target = optax.incremental_update(params, target, tau)
+    # The sampler's decode loop ran this many steps (for FLOP counts, `bench_update`).
+    metrics["decode_steps"] = decode_steps.astype(jnp.float32)
     return (params, opt_state, target, policy_params, rng), {**metrics, **guard}
 
   def actor_loss(policy_params, baseline_params, critic_params, state, state_mask, key):
@@ -120,6 +152,8 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     a_pi, a_pi_mask = jax.lax.stop_gradient(a_pi), jax.lax.stop_gradient(a_pi_mask)
     q, v = critic.apply({"params": critic_params}, state, state_mask, a_pi, a_pi_mask)
     advantage = value_losses.archer_advantage(q, v)  # [N]
+    if center:  # min over noisy heads biases A below 0 (Jensen): remove the batch mean.
+      advantage = advantage - jnp.mean(advantage)
     tokens = jnp.concatenate([state, a_pi], axis=1)
     mask = jnp.concatenate([state_mask, a_pi_mask], axis=1)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
@@ -137,6 +171,7 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
           out.logprobs, action_mask, turn_index, values, turn_advantages=advantage[:, None],
           turn_mask=ones)
     metrics["action_tokens"] = jnp.mean(jnp.sum(a_pi_mask, axis=1).astype(jnp.float32))
+    metrics["decode_steps"] = jnp.max(jnp.sum(a_pi_mask, axis=1)).astype(jnp.float32)
     metrics["entropy"] = jnp.sum(jnp.where(action_mask, out.entropy, 0.0)) / jnp.maximum(
         jnp.sum(action_mask), 1)
     return loss, metrics
@@ -180,9 +215,13 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
       shapes = jax.eval_shape(run_actor, operand)[2]
       return params, opts, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    active = state.step >= warmup
-    actor_params, actor_opts, actor_metrics = jax.lax.cond(
-        active, run_actor, skip_actor, (actor_params, actor_opts))
+    if chai:  # CHAI's actor stays frozen.
+      active = jnp.array(False)
+      actor_params, actor_opts, actor_metrics = skip_actor((actor_params, actor_opts))
+    else:
+      active = state.step >= warmup
+      actor_params, actor_opts, actor_metrics = jax.lax.cond(
+          active, run_actor, skip_actor, (actor_params, actor_opts))
     params = {**actor_params, "critic": critic_params}
     opt_states = {**actor_opts, "critic": critic_opt}
     metrics = {**_reduce(critic_metrics, "critic"), **actor_metrics,
@@ -190,8 +229,43 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     return state.replace(step=state.step + 1, params=params, opt_states=opt_states,
                          frozen={**state.frozen, "target_critic": target}), metrics
 
+  acting_policy = None
+  if chai:
+    state_tokens = int(config.state_tokens)
+
+    @functools.partial(jax.jit, static_argnames=("sampling",), donate_argnames=("cache",))
+    def chai_generate(params, critic_params, cache, tokens, mask, rng, active, context,
+                      context_mask, *, sampling):
+      logits, cache = sampling_lib.prefill(params, cache, tokens, mask & active[:, None],
+                                           config=cfg)
+      rep = lambda x: jnp.repeat(x, k, axis=0)  # noqa: E731
+      out = sampling_lib.decode(params, sampling_lib.repeat_rows(cache, k), rep(logits), rng,
+                                rep(~active), config=cfg, sampling=sampling)
+      cand_mask = jnp.arange(out.tokens.shape[1])[None] < out.lengths[:, None]
+      q, _ = critic.apply({"params": critic_params}, rep(context), rep(context_mask),
+                          out.tokens, cand_mask)
+      n = tokens.shape[0]
+      best = jnp.arange(n) * k + jnp.argmax(jnp.min(q, axis=0).reshape(n, k), axis=1)
+      return sampling_lib.SampleOutput(tokens=out.tokens[best], logprobs=out.logprobs[best],
+                                       lengths=out.lengths[best],
+                                       cache=sampling_lib.take_rows(out.cache, best))
+
+    def acting_policy(state: TrainState, lm_policy):
+      target = state.frozen["target_critic"]
+
+      def generate(params, cache, tokens, mask, rng, *, config, sampling, active, context,
+                   context_mask):
+        del config
+        return chai_generate(params, target, cache, jnp.asarray(tokens), jnp.asarray(mask),
+                             rng, jnp.asarray(active), jnp.asarray(context),
+                             jnp.asarray(context_mask), sampling=sampling)
+
+      return dataclasses.replace(lm_policy, params=state.params["policy"], generate_fn=generate,
+                                 context_tokens=state_tokens)
+
   return Algorithm(name=name, data="replay", init=init, update=jit_update(update),
-                   sample=lambda buffer, rng: sample_batch(buffer, rng, config))
+                   sample=lambda buffer, rng: sample_batch(buffer, rng, config),
+                   acting_policy=acting_policy)
 
 
 def _reduce(metrics, prefix: str):

@@ -86,6 +86,12 @@ class Algorithm:
   update: Callable[[TrainState, Any, Array], tuple[TrainState, Metrics]]
   #: data == "replay": draws one update's batch from the replay buffer, `(buffer, np_rng)`.
   sample: Callable[[Any, Any], Any] | None = None
+  #: The policy that acts (rollouts, evaluation) given the train state and the plain
+  #: `rollout.LMPolicy` of the same sampling settings; None: that LM with
+  #: `state.params["policy"]`. CHAI returns its best-of-k decoder, ILQL its Q-guided one.
+  acting_policy: Callable[[TrainState, Any], Any] | None = None
+  #: data == "offline": keeps part of the dataset's episodes (offline filtered BC).
+  episode_filter: Callable[[list], list] | None = None
 
   def __post_init__(self):
     if self.data not in DATA_KINDS:

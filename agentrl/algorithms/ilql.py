@@ -42,11 +42,12 @@ Config (`config.algorithm`):
   train_trunk (False)      train the policy trunk by the value loss (see above)
   bc_weight (1.0)          BC loss weight on the trunk when train_trunk
   epochs (1), num_minibatches (1)   optimizer steps per update: epochs × minibatches
-  beta (4.0)               Q-guidance strength for evaluation (read by the caller)
+  beta (4.0)               Q-guidance strength of `acting_policy` (evaluation)
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
@@ -82,7 +83,7 @@ def ilql_terms(q: jax.Array, v: jax.Array, target_q_taken: jax.Array, batch: Tra
 
 
 def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueHeads,
-                     loss_terms: TokenLoss, use_target: bool) -> Algorithm:
+                     loss_terms: TokenLoss, use_target: bool, beta: float = 4.0) -> Algorithm:
   """The shared update of ILQL and MC returns: token-level heads on the policy's hidden states.
 
   `loss_terms(q, v, target_q_taken, batch)` gives the value loss (target_q_taken is None
@@ -165,7 +166,20 @@ def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueH
         jnp.stack([m[k] for m in all_metrics])) for k in all_metrics[0]}
     return state, metrics
 
-  return Algorithm(name=name, data="offline", init=init, update=jit_update(update))
+  beta = float(config.get("beta", beta))
+
+  def acting_policy(state: TrainState, lm_policy):
+    """Q-guided decoding with the current heads (`value_decoding.guided_generate`)."""
+    value_params = state.params["value"]
+
+    def generate(params, cache, tokens, mask, rng, *, config, sampling, active):
+      return vd.guided_generate(params, value_params, cache, tokens, mask, rng, config=config,
+                                sampling=sampling, heads=heads, beta=beta, active=active)
+
+    return dataclasses.replace(lm_policy, params=state.params["policy"], generate_fn=generate)
+
+  return Algorithm(name=name, data="offline", init=init, update=jit_update(update),
+                   acting_policy=acting_policy)
 
 
 def make(config, models: Models, *, name: str = "ilql") -> Algorithm:

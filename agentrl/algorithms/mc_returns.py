@@ -22,7 +22,7 @@ Config (`config.algorithm`):
   cql_weight (0.001)       weight of the CE term on the Q-logits (LMRL-Gym dialogue: 0.001)
   head_dim (hidden size)   width of the head's hidden layer
   train_trunk (False), bc_weight (1.0), epochs (1), num_minibatches (1)   as in ilql.py
-  beta (16.0)              Q-guidance strength for evaluation (read by the caller)
+  beta (16.0)              Q-guidance strength of `acting_policy` (evaluation)
 """
 
 from __future__ import annotations
@@ -71,4 +71,4 @@ def make(config, models: Models, *, name: str = "mc_returns") -> Algorithm:
     return mc_terms(q, batch, gamma=gamma, cql_weight=cql_weight)
 
   return make_token_value(config, models, name=name, heads=value_heads(config, models),
-                          loss_terms=loss_terms, use_target=False)
+                          loss_terms=loss_terms, use_target=False, beta=16.0)
