@@ -1,72 +1,36 @@
 """Critic-free group methods: advantage composition by hand, options, and improvement."""
 
 import dataclasses
-import functools
 
 import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from agentrl import algorithms, credit, policy
+from agentrl import algorithms, credit
 from agentrl.algorithms import group
 from agentrl.types import TrajectoryBatch
 from tests import algo_harness as h
-from tests import toy_envs
 
 NAMES = ["grpo", "dr_grpo", "rloo", "reinforce_pp", "gigpo"]
 
 
-@functools.lru_cache(maxsize=None)
-def warm():
-  """A cheaply BC-warmed policy (bisect + random episodes) and one of its rollout batches."""
-  m = h.models()
-  bc = algorithms.make("bc", ml_collections.ConfigDict({"lr": 3e-3}), m)
-  state = bc.init(jax.random.PRNGKey(0))
-  data = jax.tree.map(lambda a, b: np.concatenate([a, b]),
-                      h.offline_batch(toy_envs.bisect_policy, range(24)),
-                      h.offline_batch(toy_envs.random_policy, range(24, 48)))
-  rng = np.random.default_rng(0)
-  for _ in range(30):
-    rows = rng.choice(48, size=16, replace=False)
-    state, _ = bc.update(state, jax.tree.map(lambda x: x[rows], data), jax.random.PRNGKey(0))
-  params = jax.tree.map(np.asarray, state.params["policy"])
-  batch = h.play(params, range(8), group_size=4, rng=0).batch
-  return dataclasses.replace(m, policy_params=params), batch
-
-
-def is_return(params, batch):
-  """Self-normalised importance-sampling estimate of the policy's expected return per group,
-  from the sampled batch: the off-policy value of `params` on the batch's tasks."""
-  m = h.models()
-  lp = np.asarray(policy.evaluate(params, m.policy_config, batch.tokens, batch.positions,
-                                  batch.attention_mask).logprobs)
-  log_w = np.where(batch.action_mask, lp - batch.behaviour_logprobs, 0.0).sum(1)
-  ret = np.where(batch.turn_mask, batch.rewards, 0.0).sum(1)
-  out = []
-  for g in np.unique(batch.group_id):
-    rows = batch.group_id == g
-    w = np.exp(log_w[rows] - log_w[rows].max())
-    out.append(np.sum(w * ret[rows]) / np.sum(w))
-  return float(np.mean(out))
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_each_estimator_improves_the_toy_task(name):
-  m, batch = warm()
+  m, batch = h.warm()
   algo = algorithms.make(name, ml_collections.ConfigDict({"lr": 3e-3, "epochs": 2}), m)
   state = algo.init(jax.random.PRNGKey(0))
-  before = is_return(m.policy_params, batch)
+  before = h.is_return(m.policy_params, batch)
   state, metrics = algo.update(state, batch, jax.random.PRNGKey(0))
   state, metrics = algo.update(state, batch, jax.random.PRNGKey(1))
-  after = is_return(state.params["policy"], batch)
+  after = h.is_return(state.params["policy"], batch)
   assert algorithms.nonfinite_losses(metrics) == [] and int(state.step) == 2
   assert float(metrics[f"{name}/approx_kl"]) > 0  # The second epoch/update is off-policy.
   assert after > before + 0.1, (before, after)
 
 
 def test_first_step_is_the_policy_gradient_with_ratio_one():
-  m, batch = warm()
+  m, batch = h.warm()
   algo = algorithms.make("grpo", ml_collections.ConfigDict({"lr": 1e-3}), m)
   state, metrics = algo.update(algo.init(jax.random.PRNGKey(0)), batch, jax.random.PRNGKey(0))
   assert float(metrics["grpo/ratio_mean"]) == pytest.approx(1.0, abs=1e-4)

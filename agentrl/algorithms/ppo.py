@@ -1,0 +1,344 @@
+"""PPO with a token-level critic (LMRL-Gym), and Turn-PPO with a turn-level critic (ST-PPO).
+
+`ppo` follows LMRL-Gym's PPO (Abdulhai et al. 2023, `ppo/base_interface.py`): the MDP step is
+one action token.
+
+  value        V(s_t) = ValueHead(h_t), h_t the policy hidden state that predicts action
+               token t (`policy.evaluate(...).hidden`). The head is its own parameter tree
+               "value" with its own optimizer; the value loss does not reach the policy trunk
+               (the head reads `stop_gradient(h)`) unless `shared_trunk`.
+  reward       r_t = R_k·[t is the last action token of turn k] − β·(log π_old − log π_ref)(y_t)
+               on every action token; π_old is the sampler (`batch.behaviour_logprobs`), π_ref
+               the frozen initial policy (`state.frozen["reference"]`), β = `kl_coef`.
+  advantage    GAE over the action tokens only (`advantages.gae` with the action mask skips the
+               environment tokens): δ_t = r_t + γ(1 − d_t)V(s_t') − V(s_t), t' the next action
+               token of the row; d_t is the episode's terminal flag on its last action token.
+               Returns R_t = Â_t + V(s_t); then global whitening of Â over the action tokens.
+  loss         clipped PPO surrogate with ρ = π_θ / π_old (`losses.ppo_clip_loss`) + value_coef ·
+               clipped value loss (`losses.clipped_value_loss`) − entropy_coef · entropy.
+
+`turn_ppo` makes the MDP step one agent turn (Turn-PPO / ST-PPO, Li et al. 2025):
+
+  value        V(s_k) read at the first action token of turn k: its hidden state is the one at
+               the position before that token, i.e. the decoder's state after the turn's
+               observation and assistant prefix and BEFORE any token of turn k's action.
+  reward       r_k = R_k − β·Σ_{t∈turn k}(log π_old − log π_ref)(y_t).
+  advantage    turn-level GAE (`advantages.turn_level_gae` over rewards [B, K], dones,
+               turn_mask), broadcast to each turn's action tokens; then the same token-level
+               whitening as `ppo`. Returns R_k = Â_k + V(s_k) train the critic on valid turns.
+  loss         ST-PPO's turn-level ratio w_k = geometric mean of the token ratios of turn k
+               (`losses.turn_ppo_loss`) + the clipped value loss on turns − entropy bonus.
+
+One `update` does everything for one fresh rollout batch: the reference log-probs, the value
+estimates and advantages once (with the parameters at the start of the update), then `epochs`
+passes over `minibatches` equal slices of the rows (shuffled per epoch when `minibatches` > 1),
+each slice one step of the policy optimizer and one of the value optimizer. `state.step`
+counts updates; the `<name>/optimizer_steps` metric is epochs × minibatches.
+
+Deviations from LMRL-Gym: the value head has its own parameter tree and optimizer and, by
+default, does not train the trunk (theirs shares the trunk); the KL coefficient is fixed
+(no adaptive controller); no BC term. A row that ends without a terminal (turn limit,
+context cut) bootstraps from 0: the environment's last observation is not in the batch.
+
+Config (`config.algorithm`):
+  lr, weight_decay, max_grad_norm, warmup_steps   policy optimizer (see base.optimizer)
+  value_lr, value_max_grad_norm, ...              value optimizer (prefix "value_"; a missing
+                                                  key falls back to the unprefixed one)
+  gamma (1.0), lam (0.95)        GAE discount and λ (per action token for `ppo`, per turn for
+                                 `turn_ppo`)
+  kl_coef (0.001)                β of the in-reward KL penalty against the reference policy
+  clip_eps (0.2)                 ε of the ratio clip
+  value_clip_eps (0.2)           ε of the value clip
+  value_coef (1.0)               weight of the value loss
+  entropy_coef (0.0)             weight of the entropy bonus
+  epochs (4), minibatches (1)    optimisation passes and row slices per update
+  shuffle (True)                 permute the rows each epoch (minibatches > 1)
+  whiten (True)                  global advantage whitening over the action tokens
+  shared_trunk (False)           let the value loss train the policy trunk
+  value_hidden_dims (())         hidden layers of the value head (() = one linear layer)
+  token_gradient (False)         turn_ppo: GSPO-style per-token gradient of the turn ratio
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from agentrl import advantages, losses, policy
+from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
+                                     optimizer)
+from agentrl.models import heads
+from agentrl.models.decoder import DecoderConfig
+from agentrl.types import TrajectoryBatch
+
+Array = jax.Array
+
+_OPTIMIZER_KEYS = ("lr", "weight_decay", "max_grad_norm", "warmup_steps", "b1", "b2")
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def shaped_token_rewards(rewards: Array, turn_index: Array, turn_end: Array, action_mask: Array,
+                         behaviour_logprobs: Array, ref_logprobs: Array, *,
+                         kl_coef: float) -> Array:
+  """Token rewards of LMRL-Gym's PPO: the turn reward on the turn's last action token, minus
+  the per-token KL penalty kl_coef·(log π_old − log π_ref) on every action token.
+
+  Args:
+    rewards: [B, K] reward after each agent turn.
+    turn_index, turn_end, action_mask: the batch's token arrays [B, T].
+    behaviour_logprobs, ref_logprobs: [B, T] log π_old and log π_ref of the taken tokens.
+    kl_coef: β.
+
+  Returns:
+    float32[B, T], 0 off the action tokens.
+  """
+  mask = action_mask.astype(bool)
+  placed = advantages.turns_to_tokens(rewards.astype(jnp.float32), turn_index,
+                                      mask & turn_end.astype(bool))
+  kl = jnp.where(mask, behaviour_logprobs - ref_logprobs, 0.0)
+  return jnp.where(mask, placed - kl_coef * kl, 0.0)
+
+
+def token_dones(dones: Array, turn_index: Array, turn_end: Array, action_mask: Array) -> Array:
+  """The turn's terminal flag on its last action token: bool[B, T]."""
+  end = action_mask.astype(bool) & turn_end.astype(bool)
+  return advantages.turns_to_tokens(dones.astype(jnp.float32), turn_index, end) > 0
+
+
+def turn_starts(turn_index: Array, action_mask: Array) -> Array:
+  """bool[B, T]: the first action token of each agent turn."""
+  mask = action_mask.astype(bool)
+  prev_turn = jnp.pad(jnp.where(mask, turn_index, -1), ((0, 0), (1, 0)), constant_values=-1)
+  return mask & (turn_index >= 0) & (prev_turn[:, :-1] != turn_index)
+
+
+def turn_values(values_t: Array, turn_index: Array, action_mask: Array, num_turns: int) -> Array:
+  """V(s_k) [B, K]: the token value read at the first action token of each turn (the hidden
+  state there is the one before turn k's action)."""
+  return advantages.tokens_to_turns(values_t, turn_starts(turn_index, action_mask), turn_index,
+                                    num_turns)
+
+
+def turn_sums(x: Array, turn_index: Array, action_mask: Array, num_turns: int) -> Array:
+  """Σ over each turn's action tokens of a token quantity: [B, T] -> [B, K]."""
+  b = x.shape[0]
+  valid = action_mask.astype(bool) & (turn_index >= 0) & (turn_index < num_turns)
+  idx = jnp.where(valid, turn_index, num_turns)
+  rows = jnp.broadcast_to(jnp.arange(b)[:, None], idx.shape)
+  out = jnp.zeros((b, num_turns), jnp.float32)
+  return out.at[rows, idx].add(jnp.where(valid, x, 0.0).astype(jnp.float32), mode="drop")
+
+
+# ----------------------------------------------------------------------------- the algorithm
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """Static hyperparameters and modules of one PPO / Turn-PPO instance."""
+
+  policy_config: DecoderConfig
+  value_head: heads.ValueHead
+  turn_level: bool = False
+  temperature: float = 1.0
+  gamma: float = 1.0
+  lam: float = 0.95
+  kl_coef: float = 0.001
+  clip_eps: float = 0.2
+  value_clip_eps: float = 0.2
+  value_coef: float = 1.0
+  entropy_coef: float = 0.0
+  epochs: int = 4
+  minibatches: int = 1
+  shuffle: bool = True
+  whiten: bool = True
+  shared_trunk: bool = False
+  token_gradient: bool = False
+
+
+def settings(config, models: Models, *, turn_level: bool = False) -> Settings:
+  """Reads the hyperparameters of the module docstring from `config`."""
+  g = config.get
+  s = Settings(
+      policy_config=models.policy_config,
+      value_head=heads.ValueHead(hidden_dims=tuple(g("value_hidden_dims", ()) or ())),
+      turn_level=turn_level, temperature=float(models.sampling.temperature or 1.0),
+      gamma=float(g("gamma", 1.0)), lam=float(g("lam", 0.95)),
+      kl_coef=float(g("kl_coef", 0.001)), clip_eps=float(g("clip_eps", 0.2)),
+      value_clip_eps=float(g("value_clip_eps", 0.2)), value_coef=float(g("value_coef", 1.0)),
+      entropy_coef=float(g("entropy_coef", 0.0)), epochs=int(g("epochs", 4)),
+      minibatches=int(g("minibatches", 1)), shuffle=bool(g("shuffle", True)),
+      whiten=bool(g("whiten", True)), shared_trunk=bool(g("shared_trunk", False)),
+      token_gradient=bool(g("token_gradient", False)))
+  if s.epochs < 1 or s.minibatches < 1:
+    raise ValueError(f"ppo: epochs={s.epochs} and minibatches={s.minibatches} must be >= 1")
+  return s
+
+
+def _evaluate(params, s: Settings, data) -> policy.PolicyOutput:
+  return policy.evaluate(params, s.policy_config, data["tokens"], data["positions"],
+                         data["attention_mask"], temperature=s.temperature)
+
+
+def _action_mask(data) -> Array:
+  return data["action_mask"].astype(bool) & data["attention_mask"].astype(bool)
+
+
+def prepare(policy_params, value_params, ref_params, batch: TrajectoryBatch, s: Settings
+            ) -> tuple[dict[str, Array], dict[str, Array]]:
+  """The fixed targets of one update: per-row arrays for the minibatches, and metrics.
+
+  Returns `(data, metrics)`; `data` holds the batch fields the loss reads plus `advantages`
+  [B, T], `returns` and `old_values` ([B, T] for `ppo`, [B, K] for `turn_ppo`).
+  """
+  data = {k: getattr(batch, k) for k in ("tokens", "positions", "attention_mask", "action_mask",
+                                         "turn_index", "behaviour_logprobs", "turn_mask")}
+  mask = _action_mask(data)
+  out = _evaluate(policy_params, s, data)
+  ref = _evaluate(ref_params, s, data).logprobs
+  values_t = s.value_head.apply({"params": value_params}, out.hidden)
+  kl_t = jnp.where(mask, batch.behaviour_logprobs - ref, 0.0)
+  num_turns = batch.rewards.shape[1]
+  if s.turn_level:
+    old_values = turn_values(values_t, batch.turn_index, mask, num_turns)
+    turn_rewards = jnp.where(
+        batch.turn_mask, batch.rewards - s.kl_coef * turn_sums(kl_t, batch.turn_index, mask,
+                                                                num_turns), 0.0)
+    adv, _, returns = advantages.turn_level_gae(
+        turn_rewards, old_values, batch.dones, batch.turn_mask, batch.turn_index, mask,
+        gamma=s.gamma, lambda_=s.lam)
+    value_mask = batch.turn_mask.astype(bool)
+  else:
+    old_values = jnp.where(mask, values_t, 0.0)
+    rewards_t = shaped_token_rewards(batch.rewards, batch.turn_index, batch.turn_end, mask,
+                                     batch.behaviour_logprobs, ref, kl_coef=s.kl_coef)
+    dones_t = token_dones(batch.dones, batch.turn_index, batch.turn_end, mask)
+    adv, returns = advantages.gae(rewards_t, old_values, dones_t, mask, gamma=s.gamma,
+                                  lambda_=s.lam)
+    value_mask = mask
+  raw_adv = adv
+  if s.whiten:
+    adv = advantages.whiten(adv, mask)
+  data.update(advantages=adv, returns=returns, old_values=old_values)
+  n = jnp.maximum(jnp.sum(mask), 1).astype(jnp.float32)
+  nv = jnp.maximum(jnp.sum(value_mask), 1).astype(jnp.float32)
+  metrics = {
+      "kl_ref": jnp.sum(kl_t) / n,
+      "advantage_mean": jnp.sum(jnp.where(mask, raw_adv, 0.0)) / n,
+      "advantage_std": jnp.sqrt(jnp.sum(jnp.where(mask, raw_adv, 0.0) ** 2) / n),
+      "old_value_mean": jnp.sum(jnp.where(value_mask, old_values, 0.0)) / nv,
+      "episode_return": jnp.mean(jnp.sum(jnp.where(batch.turn_mask, batch.rewards, 0.0), -1)),
+      "action_tokens": jnp.sum(mask).astype(jnp.float32),
+  }
+  return data, metrics
+
+
+def minibatch_loss(policy_params, value_params, data: dict[str, Array], s: Settings
+                   ) -> tuple[Array, dict[str, Array]]:
+  """Total loss of one minibatch: policy surrogate + value_coef·value loss − entropy bonus.
+
+  Returns `(total, aux)`; aux holds `pg_loss`, `value_loss` (differentiable: gradients of it
+  alone can be taken) and `metrics`.
+  """
+  mask = _action_mask(data)
+  out = _evaluate(policy_params, s, data)
+  hidden = out.hidden if s.shared_trunk else jax.lax.stop_gradient(out.hidden)
+  values_t = s.value_head.apply({"params": value_params}, hidden)
+  if s.turn_level:
+    num_turns = data["turn_mask"].shape[1]
+    values = turn_values(values_t, data["turn_index"], mask, num_turns)
+    value_mask = data["turn_mask"].astype(bool)
+    pg, pg_metrics = losses.turn_ppo_loss(
+        out.logprobs, data["behaviour_logprobs"], data["advantages"], data["turn_index"], mask,
+        num_turns=num_turns, clip_low=s.clip_eps, token_gradient=s.token_gradient)
+  else:
+    values, value_mask = values_t, mask
+    pg, pg_metrics = losses.ppo_clip_loss(out.logprobs, data["behaviour_logprobs"],
+                                          data["advantages"], mask, clip_low=s.clip_eps)
+  vf, vf_metrics = losses.clipped_value_loss(values, data["old_values"], data["returns"],
+                                             value_mask, clip=s.value_clip_eps)
+  neg_entropy, _, _ = losses.aggregate(-out.entropy, mask, mode="token-mean")
+  total = pg + s.value_coef * vf + s.entropy_coef * neg_entropy
+  metrics = {"pg_loss": pg, "value_loss": vf, "entropy": -neg_entropy, "loss": total,
+             **{k: pg_metrics[k] for k in ("approx_kl", "clip_fraction", "ratio_mean")},
+             **{k: vf_metrics[k] for k in ("vf_clip_fraction", "value_mean", "return_mean")}}
+  if "turn_ratio_mean" in pg_metrics:
+    metrics["turn_ratio_mean"] = pg_metrics["turn_ratio_mean"]
+  return total, {"pg_loss": pg, "value_loss": vf,
+                 "metrics": jax.lax.stop_gradient(metrics)}
+
+
+def _value_optimizer_config(config) -> dict[str, Any]:
+  """The "value_" optimizer keys, each falling back to its unprefixed key."""
+  out = {}
+  for key in _OPTIMIZER_KEYS:
+    value = config.get("value_" + key, None)
+    value = config.get(key, None) if value is None else value
+    if value is not None:
+      out["value_" + key] = value
+  return out
+
+
+def make(config, models: Models, *, turn_level: bool = False, name: str = "ppo") -> Algorithm:
+  s = settings(config, models, turn_level=turn_level)
+  policy_tx = optimizer(config)
+  value_tx = optimizer(_value_optimizer_config(config), "value_")
+  loss_name = f"{name}_loss"
+
+  def init(rng):
+    params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.
+    value = s.value_head.init(rng, jnp.zeros((1, 1, s.policy_config.hidden_size)))["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params={"policy": params, "value": value},
+        opt_states={"policy": policy_tx.init(params), "value": value_tx.init(value)},
+        frozen={"reference": jax.tree.map(jnp.copy, models.policy_params)})
+
+  grad_fn = jax.value_and_grad(minibatch_loss, argnums=(0, 1), has_aux=True)
+
+  def opt_step(carry, mb):
+    params, opt_states = carry
+    (loss, aux), (g_policy, g_value) = grad_fn(params["policy"], params["value"], mb, s)
+    new_policy, policy_opt, guard_p = apply_gradients(
+        policy_tx, params["policy"], opt_states["policy"], g_policy, loss, name=loss_name)
+    new_value, value_opt, guard_v = apply_gradients(
+        value_tx, params["value"], opt_states["value"], g_value, aux["value_loss"],
+        name="value_loss")
+    carry = ({**params, "policy": new_policy, "value": new_value},
+             {**opt_states, "policy": policy_opt, "value": value_opt})
+    return carry, {**aux["metrics"], **guard_p, **guard_v}
+
+  def update(state: TrainState, batch: TrajectoryBatch, rng):
+    b = batch.tokens.shape[0]
+    if b % s.minibatches:
+      raise ValueError(f"{name}: batch size {b} is not divisible by "
+                       f"minibatches={s.minibatches}")
+    size = b // s.minibatches
+    data, prep_metrics = prepare(state.params["policy"], state.params["value"],
+                                 state.frozen["reference"], batch, s)
+    data = jax.lax.stop_gradient(data)
+
+    def epoch(carry, key):
+      rows = data
+      if s.shuffle and s.minibatches > 1:
+        perm = jax.random.permutation(key, b)
+        rows = jax.tree.map(lambda x: x[perm], rows)
+      rows = jax.tree.map(lambda x: x.reshape((s.minibatches, size) + x.shape[1:]), rows)
+      return jax.lax.scan(opt_step, carry, rows)
+
+    keys = jax.random.split(rng, s.epochs)
+    (params, opt_states), steps = jax.lax.scan(epoch, (state.params, state.opt_states), keys)
+    metrics = {k: (jnp.max(v) if k.startswith("nonfinite/") else jnp.mean(v))
+               for k, v in steps.items()}
+    # Loss metrics of the first minibatch step (before any update on this batch).
+    metrics.update({f"first_{k}": steps[k][0, 0] for k in ("pg_loss", "value_loss")})
+    metrics.update(prep_metrics)
+    metrics["optimizer_steps"] = jnp.asarray(s.epochs * s.minibatches, jnp.float32)
+    state = state.replace(step=state.step + 1, params=params, opt_states=opt_states)
+    return state, {(k if k.startswith(("nonfinite/", "grad_norm/")) else f"{name}/{k}"): v
+                   for k, v in metrics.items()}
+
+  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))
