@@ -190,24 +190,30 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
-  """Axis 0 of an `ndim`-dimensional array split over ("data", "fsdp"); the rest replicated."""
-  if ndim < 1:
-    raise ValueError(f"A batch array needs at least one dimension; got ndim={ndim}.")
-  return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
+def batch_sharding(mesh: Mesh, ndim: int, axis: int = 0) -> NamedSharding:
+  """Dimension `axis` of an `ndim`-dimensional array split over ("data", "fsdp"); the rest
+  replicated."""
+  if not 0 <= axis < ndim:
+    raise ValueError(f"A batch array of ndim={ndim} has no batch axis {axis}.")
+  spec = [None] * ndim
+  spec[axis] = BATCH_AXES
+  return NamedSharding(mesh, PartitionSpec(*spec))
 
 
-def shard_batch(tree: Any, mesh: Mesh) -> Any:
-  """Places a pytree of host arrays [B, ...] on the mesh, split along B (scalars replicated)."""
+def shard_batch(tree: Any, mesh: Mesh, axis: int = 0) -> Any:
+  """Places a pytree of host arrays on the mesh, split along their batch dimension `axis`
+  (e.g. 1 for ArCHer's [steps, batch, ...] transitions); leaves with no such dimension are
+  replicated."""
   replicas = math.prod(mesh.shape[a] for a in BATCH_AXES)
 
   def put(path, x):
     x = np.asarray(x) if not isinstance(x, jax.Array) else x
-    if x.ndim == 0:
+    if x.ndim <= axis:
       return jax.device_put(x, replicated(mesh))
-    if x.shape[0] % replicas:
+    if x.shape[axis] % replicas:
       raise ValueError(f"Batch leaf {jax.tree_util.keystr(path)} of shape {x.shape}: its "
-                       f"batch size {x.shape[0]} is not divisible by data*fsdp={replicas}.")
-    return jax.device_put(x, batch_sharding(mesh, x.ndim))
+                       f"batch size {x.shape[axis]} (axis {axis}) is not divisible by "
+                       f"data*fsdp={replicas}.")
+    return jax.device_put(x, batch_sharding(mesh, x.ndim, axis))
 
   return jax.tree_util.tree_map_with_path(put, tree)

@@ -23,6 +23,7 @@ from agentrl.models import decoder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CHECK_SCRIPT = REPO / "tests" / "_sharding_check.py"
+UPDATE_CHECK_SCRIPT = REPO / "tests" / "_update_sharding_check.py"
 MESHES = ("8x1x1", "2x2x2", "1x4x2")
 MODELS = ("llama", "gpt2")
 TOL = 1e-5
@@ -127,6 +128,7 @@ def test_batch_sharding_and_shard_batch():
   mesh = parallel.make_mesh()
   assert parallel.batch_sharding(mesh, 3).spec == P(("data", "fsdp"), None, None)
   assert parallel.replicated(mesh).spec == P()
+  assert parallel.batch_sharding(mesh, 3, axis=1).spec == P(None, ("data", "fsdp"), None)
   with pytest.raises(ValueError, match="ndim=0"):
     parallel.batch_sharding(mesh, 0)
   batch = {"tokens": np.arange(12, dtype=np.int32).reshape(3, 4), "step": np.int32(7)}
@@ -141,18 +143,37 @@ def test_batch_sharding_and_shard_batch():
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def report():
+def run_check(script: pathlib.Path) -> dict:
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
   env["JAX_PLATFORMS"] = "cpu"
-  proc = subprocess.run([sys.executable, str(CHECK_SCRIPT)], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run([sys.executable, str(script)], env=env, cwd=REPO,
+                        capture_output=True, text=True, timeout=900)
   if proc.returncode:
-    pytest.fail(f"{CHECK_SCRIPT.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    pytest.fail(f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   print(json.dumps(result, indent=1))
   return result
+
+
+@pytest.fixture(scope="module")
+def report():
+  return run_check(CHECK_SCRIPT)
+
+
+@pytest.fixture(scope="module")
+def update_report():
+  return run_check(UPDATE_CHECK_SCRIPT)
+
+
+@pytest.mark.parametrize("algorithm", ["archer", "ppo"])
+def test_data_parallel_update_matches_single_device(update_report, algorithm):
+  """ArCHer (fresh actions sampled inside the update) and PPO on an (8, 1, 1) mesh."""
+  diffs = update_report[algorithm]
+  assert diffs["batch_sharded"] and diffs["out_devices"] == 8, diffs
+  for key in ("params", "frozen", "metrics"):
+    assert diffs[key] < TOL, (key, diffs)
+  assert diffs["fractions"] < 0.01, diffs  # At most a boundary case or two flips.
 
 
 @pytest.mark.parametrize("mesh", MESHES)
