@@ -7,13 +7,17 @@
   tokenizer   trained on the environment's scripted episodes (cached on disk)
   policy      a decoder LM from scratch, optionally behaviour-cloned on the environment's
               offline TFDS dataset first (`config.bc`; dataset and BC result cached)
-  algorithm   `agentrl.algorithms.make(config.algorithm.name, ...)`
+  algorithm   `agentrl.algorithms.make(config.algorithm.name, ...)`; a replay buffer starts
+              with the transitions of `replay.prefill_episodes` offline episodes (0: empty)
   loop        for each iteration: roll out `rollout.seeds_per_iteration` task seeds x
               `rollout.group_size` episodes with the current policy (on-policy and replay
               algorithms), turn them into the algorithm's batch (the batch itself, replay
               transitions, the best trajectories so far, or an offline batch), update;
               every `train.eval_every` iterations evaluate on held-out task seeds (success
-              rate, mean return, normalised score); log every iteration; checkpoint every
+              rate, mean return, normalised score) at `eval.temperature`, and greedily too
+              at the first and last evaluation when `eval.greedy`; rollouts and evaluation
+              use the algorithm's acting policy (CHAI's best-of-k, ILQL's Q-guided
+              decoding, else the plain LM); log every iteration; checkpoint every
               `train.checkpoint_every` iterations and at the end.
 
 Everything random is a pure function of (config.seed, iteration): rollout task seeds, the
@@ -39,7 +43,7 @@ import ml_collections
 import numpy as np
 
 from agentrl import algorithms, checkpoint, configs, data, envs, replay, rollout, sampling
-from agentrl.algorithms import Models
+from agentrl.algorithms import Models, bc
 from agentrl.data import tokenizers as tokenizer_cache
 from agentrl.logging_utils import RunLogger
 from agentrl.models import decoder
@@ -48,7 +52,7 @@ from agentrl.types import TrajectoryBatch
 
 HEADLINE = ("eval/success_rate", "eval/mean_return", "eval/score")
 # Offsets that keep the seed streams of different purposes apart.
-_ROLLOUT, _UPDATE, _REPLAY, _OFFLINE, _EVAL = range(5)
+_ROLLOUT, _UPDATE, _REPLAY, _OFFLINE, _EVAL, _PREFILL = range(6)
 
 
 @dataclasses.dataclass
@@ -90,7 +94,8 @@ def sampling_config(config, tokenizer: Tokenizer, *, temperature: float | None =
 def build(config) -> Experiment:
   tokenizer = build_tokenizer(config)
   policy_config, params = build_policy(config, tokenizer)
-  models = Models(policy_config, params, sampling_config(config, tokenizer), tokenizer.pad_id)
+  models = Models(policy_config, params, sampling_config(config, tokenizer), tokenizer.pad_id,
+                  tokenizer)
   algorithm = algorithms.make(config.algorithm.name, config.algorithm, models)
   max_turns = envs.make(config.env.name, **config.env.kwargs).max_turns
   return Experiment(config, tokenizer, models, algorithm, max_turns)
@@ -107,39 +112,92 @@ def offline_episodes(config, split: str = "train"):
                             data_dir=config.data_dir or None)
 
 
-def offline_batch(episodes, exp: Experiment, step: int, batch_size: int, stream: int
-                  ) -> TrajectoryBatch:
-  """Batch `step` of a stream: a pure function of (seed, stream, step)."""
-  rng = np.random.default_rng([exp.config.seed, stream, step])
-  rows = rng.choice(len(episodes), size=batch_size, replace=len(episodes) < batch_size)
-  return rollout.encode_episodes(exp.tokenizer, [episodes[int(i)] for i in rows],
-                                 max_tokens=exp.config.env.max_tokens, max_turns=exp.max_turns,
-                                 system_prompt=exp.config.env.system_prompt)
+class OfflineStream:
+  """Batches of dataset episodes; batch `step` is a pure function of (seed, stream, step).
+
+  Rows come from one length bucket (a quarter of the episodes, by turn count), picked with
+  probability proportional to its size: every episode is equally likely, but the rows of a
+  batch have similar lengths, so `trim_padding` leaves little padding to compute on.
+  """
+
+  def __init__(self, episodes, exp: Experiment, *, batch_size: int, stream: int,
+               num_buckets: int = 4):
+    if not episodes:
+      raise ValueError("OfflineStream: no episodes (is the dataset or its filter empty?)")
+    self.episodes, self.exp, self.batch_size, self.stream = episodes, exp, batch_size, stream
+    order = np.argsort([e.num_turns for e in episodes], kind="stable")
+    self.buckets = [b for b in np.array_split(order, min(num_buckets, len(order))) if len(b)]
+    sizes = np.array([len(b) for b in self.buckets], np.float64)
+    self.weights = sizes / sizes.sum()
+
+  def batch(self, step: int) -> TrajectoryBatch:
+    exp = self.exp
+    rng = np.random.default_rng([exp.config.seed, self.stream, step])
+    bucket = self.buckets[rng.choice(len(self.buckets), p=self.weights)]
+    rows = rng.choice(bucket, size=self.batch_size, replace=len(bucket) < self.batch_size)
+    batch = rollout.encode_episodes(exp.tokenizer, [self.episodes[int(i)] for i in rows],
+                                    max_tokens=exp.config.env.max_tokens,
+                                    max_turns=exp.max_turns,
+                                    system_prompt=exp.config.env.system_prompt)
+    return trim_padding(batch)
 
 
-def play(exp: Experiment, params, seeds, *, key, group_size: int = 1,
-         temperature: float | None = None) -> rollout.RolloutResult:
-  policy = rollout.LMPolicy(params, exp.models.policy_config,
-                            sampling_config(exp.config, exp.tokenizer, temperature=temperature))
+def trim_padding(batch: TrajectoryBatch, multiple: int = 64) -> TrajectoryBatch:
+  """Drops the all-padding tail of the token axis, keeping a multiple of `multiple` tokens
+  (a handful of shapes, so a handful of compiles, and no work on padding)."""
+  longest = int(np.asarray(batch.attention_mask).sum(-1).max(initial=1))
+  length = min(batch.num_tokens, -(-longest // multiple) * multiple)
+  token_fields = ("tokens", "positions", "attention_mask", "action_mask", "turn_index",
+                  "turn_end", "behaviour_logprobs", "role")
+  return batch.replace(**{k: np.asarray(getattr(batch, k))[:, :length] for k in token_fields})
+
+
+def lm_policy(exp: Experiment, params, temperature: float | None = None) -> rollout.LMPolicy:
+  """The plain token policy `params` with the experiment's sampling settings."""
+  return rollout.LMPolicy(params, exp.models.policy_config,
+                          sampling_config(exp.config, exp.tokenizer, temperature=temperature))
+
+
+def acting_policy(exp: Experiment, state, temperature: float | None = None) -> rollout.LMPolicy:
+  """The policy that acts for the algorithm in `state` (e.g. CHAI's best-of-k decoder)."""
+  base = lm_policy(exp, state.params["policy"], temperature)
+  hook = exp.algorithm.acting_policy
+  return hook(state, base) if hook is not None else base
+
+
+def play(exp: Experiment, policy: rollout.LMPolicy, seeds, *, key, group_size: int = 1
+         ) -> rollout.RolloutResult:
   return rollout.rollout(policy, exp.config.env.name, list(seeds), tokenizer=exp.tokenizer,
                          max_tokens=exp.config.env.max_tokens, group_size=group_size, rng=key,
                          env_kwargs=dict(exp.config.env.kwargs), max_turns=exp.max_turns,
                          system_prompt=exp.config.env.system_prompt)
 
 
-def evaluate(exp: Experiment, params, iteration: int) -> dict[str, float]:
-  """Held-out task seeds (disjoint from training and dataset seeds)."""
+def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | None = None,
+             prefix: str = "eval") -> dict[str, float]:
+  """Held-out task seeds (disjoint from training and dataset seeds), played by the acting
+  policy at `temperature` (default `config.eval.temperature`)."""
   e = exp.config.eval
+  temperature = e.temperature if temperature is None else temperature
   seeds = data.EVAL_SEED_START + np.arange(e.episodes)
   key = jax.random.fold_in(jax.random.PRNGKey(exp.config.seed), _EVAL * 1_000_003 + iteration)
-  result = play(exp, params, seeds, key=key, temperature=e.temperature)
-  metrics = {"eval/success_rate": result.stats["success_rate"],
-             "eval/mean_return": result.stats["mean_return"],
-             "eval/mean_turns": result.stats["mean_turns"],
-             "eval/invalid_action_rate": result.stats["invalid_action_rate"]}
+  result = play(exp, acting_policy(exp, state, temperature), seeds, key=key)
+  metrics = {f"{prefix}/success_rate": result.stats["success_rate"],
+             f"{prefix}/mean_return": result.stats["mean_return"],
+             f"{prefix}/mean_turns": result.stats["mean_turns"],
+             f"{prefix}/invalid_action_rate": result.stats["invalid_action_rate"]}
   if exp.config.env.name in data.NORMALIZERS:
-    metrics["eval/score"] = float(data.normalized_score(exp.config.env.name,
-                                                        result.stats["mean_return"]))
+    metrics[f"{prefix}/score"] = float(data.normalized_score(exp.config.env.name,
+                                                             result.stats["mean_return"]))
+  return metrics
+
+
+def evaluate_all(exp: Experiment, state, iteration: int, *, last: bool) -> dict[str, float]:
+  """`evaluate`, plus greedy decoding under `eval_greedy/` at the first and the last
+  evaluation when `config.eval.greedy` (ArCHer evaluates greedily)."""
+  metrics = evaluate(exp, state, iteration)
+  if exp.config.eval.get("greedy", False) and (iteration == 0 or last):
+    metrics.update(evaluate(exp, state, iteration, temperature=0.0, prefix="eval_greedy"))
   return metrics
 
 
@@ -158,8 +216,7 @@ class FilteredStore:
     self.returns = np.concatenate([self.returns, returns])
 
   def sample(self, n: int, top_fraction: float, rng: np.random.Generator) -> TrajectoryBatch:
-    k = max(1, int(np.ceil(top_fraction * len(self.returns) - 1e-6)))
-    best = np.argsort(-self.returns, kind="stable")[:k]
+    best = np.flatnonzero(bc.top_fraction_mask(self.returns, top_fraction))
     rows = rng.choice(best, size=n, replace=len(best) < n)
     return TrajectoryBatch(**{k: v[rows] for k, v in self.rows.items()})
 
@@ -175,6 +232,28 @@ class FilteredStore:
     self.rows = rows or None
 
 
+def replay_transitions(exp: Experiment, batch: TrajectoryBatch) -> dict[str, np.ndarray]:
+  a = exp.config.algorithm
+  return replay.utterance_transitions(batch, max_state_tokens=a.state_tokens,
+                                      max_action_tokens=a.action_tokens,
+                                      pad_id=exp.tokenizer.pad_id)
+
+
+def prefill(buffer: replay.ReplayBuffer, exp: Experiment, chunk: int = 256) -> None:
+  """Seeds the replay buffer with the transitions of `config.replay.prefill_episodes` offline
+  dataset episodes (drawn without replacement, a function of the seed)."""
+  episodes = offline_episodes(exp.config)
+  n = min(int(exp.config.replay.prefill_episodes), len(episodes))
+  rows = np.random.default_rng([exp.config.seed, _PREFILL]).choice(len(episodes), n,
+                                                                      replace=False)
+  for i in range(0, n, chunk):
+    batch = rollout.encode_episodes(
+        exp.tokenizer, [episodes[int(r)] for r in rows[i:i + chunk]],
+        max_tokens=exp.config.env.max_tokens, max_turns=exp.max_turns,
+        system_prompt=exp.config.env.system_prompt)
+    buffer.add(replay_transitions(exp, batch))
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -188,12 +267,13 @@ def behaviour_clone(exp: Experiment, run_dir: str) -> Any:
     if ckpt.latest_step() == c.steps:
       state, _, _ = ckpt.restore(state_template=template)
       return state.params["policy"]
-    episodes = offline_episodes(exp.config)
+    stream = OfflineStream(offline_episodes(exp.config), exp, batch_size=c.batch_size,
+                           stream=_OFFLINE)
     state = bc_algo.init(jax.random.PRNGKey(exp.config.seed))
     with RunLogger(os.path.join(run_dir, "bc"), total_steps=c.steps,
                    headline=("bc/loss",)) as log:
       for step in range(c.steps):
-        batch = offline_batch(episodes, exp, step, c.batch_size, _OFFLINE)
+        batch = stream.batch(step)
         state, metrics = bc_algo.update(state, batch, jax.random.PRNGKey(0))
         _check_finite(metrics, ckpt, step, state)
         if step % exp.config.train.log_every == 0 or step == c.steps - 1:
@@ -230,7 +310,7 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
         config.algorithm.name, config.algorithm, exp.models))
   algo, t = exp.algorithm, config.train
   ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=2)
-  buffer = store = episodes = None
+  buffer = store = stream = None
   if algo.data == "replay":
     buffer = replay.ReplayBuffer(replay.transition_spec(
         config.algorithm.state_tokens, config.algorithm.action_tokens), config.replay.capacity)
@@ -238,6 +318,10 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
     store = FilteredStore()
   elif algo.data == "offline":
     episodes = offline_episodes(config)
+    if algo.episode_filter is not None:
+      episodes = algo.episode_filter(episodes)
+    stream = OfflineStream(episodes, exp, batch_size=config.algorithm.batch_size,
+                           stream=_OFFLINE + 10)
 
   state = algo.init(jax.random.PRNGKey(config.seed))
   start = 0
@@ -248,6 +332,8 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
       buffer.load_state_dict(extras)
     if store is not None:
       store.load_state_dict(extras)
+  elif buffer is not None and config.replay.get("prefill_episodes", 0):
+    prefill(buffer, exp)
   root = jax.random.PRNGKey(config.seed)
   metrics: dict[str, float] = {}
   episodes_seen = 0 if start == 0 else int(meta.get("episodes_seen", 0))
@@ -264,14 +350,14 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
   with RunLogger(run_dir, total_steps=t.total_iterations, headline=HEADLINE,
                  resume_step=start) as log:
     if start == 0 and t.eval_every:
-      log.log(0, {**evaluate(exp, state.params["policy"], 0), "episodes": 0})
+      log.log(0, {**evaluate_all(exp, state, 0, last=t.total_iterations == 0), "episodes": 0})
     for it in range(start, t.total_iterations):
       tic = time.perf_counter()
       metrics = {}
       if algo.data in ("rollout", "replay", "filtered"):
         r = config.rollout
         seeds = it * r.seeds_per_iteration + np.arange(r.seeds_per_iteration)
-        result = play(exp, state.params["policy"], seeds, group_size=r.group_size,
+        result = play(exp, acting_policy(exp, state), seeds, group_size=r.group_size,
                       key=jax.random.fold_in(root, _ROLLOUT * 1_000_003 + it))
         episodes_seen += len(result.episodes)
         metrics.update({f"time/{k}" if k.endswith("_seconds") else f"rollout/{k}": v
@@ -279,16 +365,14 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
       if algo.data == "rollout":
         batch = result.batch
       elif algo.data == "replay":
-        buffer.add(replay.utterance_transitions(
-            result.batch, max_state_tokens=config.algorithm.state_tokens,
-            max_action_tokens=config.algorithm.action_tokens, pad_id=exp.tokenizer.pad_id))
+        buffer.add(replay_transitions(exp, result.batch))
         batch = algo.sample(buffer, np.random.default_rng([config.seed, _REPLAY, it]))
       elif algo.data == "filtered":
         store.add(result.batch)
         batch = store.sample(config.algorithm.batch_size, config.algorithm.top_fraction,
                              np.random.default_rng([config.seed, _REPLAY, it]))
       else:
-        batch = offline_batch(episodes, exp, it, config.algorithm.batch_size, _OFFLINE + 10)
+        batch = stream.batch(it)
       state, update_metrics = algo.update(state, batch,
                                           jax.random.fold_in(root, _UPDATE * 1_000_003 + it))
       _check_finite(update_metrics, ckpt, it, state, extras=extras(),
@@ -297,7 +381,7 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
       metrics["episodes"] = episodes_seen
       metrics["time/iteration_s"] = time.perf_counter() - tic
       if t.eval_every and ((it + 1) % t.eval_every == 0 or it + 1 == t.total_iterations):
-        metrics.update(evaluate(exp, state.params["policy"], it + 1))
+        metrics.update(evaluate_all(exp, state, it + 1, last=it + 1 == t.total_iterations))
       log.log(it + 1, metrics)
       if (it + 1) % t.checkpoint_every == 0 or it + 1 == t.total_iterations:
         save(it + 1, force=True)

@@ -17,7 +17,8 @@ from agentrl.algorithms.base import (DATA_KINDS, Algorithm, Models, TrainState, 
 # name -> (module, keyword arguments of its `make`).
 _ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
     "bc": ("bc", {}),
-    "filtered_bc": ("bc", {"data": "filtered", "name": "filtered_bc"}),
+    "filtered_bc": ("bc", {"data": "filtered", "name": "filtered_bc", "filtered": True}),
+    "filtered_bc_offline": ("bc", {"name": "filtered_bc_offline", "filtered": True}),
     "ppo": ("ppo", {}),
     "turn_ppo": ("ppo", {"turn_level": True, "name": "turn_ppo"}),
     "grpo": ("group", {"estimator": "grpo", "name": "grpo"}),

@@ -5,14 +5,22 @@ log-likelihood of the tokens the agent produced in the data, observation tokens 
 (`losses.bc_loss` over `action_mask`). Offline: the batch is a `TrajectoryBatch` of
 dataset episodes.
 
+Filtered BC (ArCHer's and LMRL-Gym's baseline) is the same loss on the best trajectories only:
+`filtered_bc` online (data "filtered": the top `top_fraction` by return of every trajectory
+collected so far, re-selected each iteration), `filtered_bc_offline` on the top `top_fraction`
+of the offline dataset's episodes (`episode_filter`).
+
 Config (`config.algorithm`):
   lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
   aggregation                                     "token-mean" (default) or a sequence mode
+  top_fraction (0.1)                              filtered variants: the share kept
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from agentrl import losses, policy
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
@@ -20,8 +28,17 @@ from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradie
 from agentrl.types import TrajectoryBatch
 
 
-def make(config, models: Models, *, data: str = "offline", name: str = "bc") -> Algorithm:
+def top_fraction_mask(returns, top_fraction: float) -> np.ndarray:
+  """bool[n]: the best ⌈top_fraction · n⌉ of n returns (`losses.filtered_bc_mask`)."""
+  returns = jnp.asarray(np.asarray(returns, np.float32))
+  return np.asarray(losses.filtered_bc_mask(returns, jnp.ones(returns.shape, bool),
+                                            top_fraction=float(top_fraction)))
+
+
+def make(config, models: Models, *, data: str = "offline", name: str = "bc",
+         filtered: bool = False) -> Algorithm:
   tx = optimizer(config)
+  top_fraction = float(config.get("top_fraction", 0.1))
   aggregation = config.get("aggregation", "token-mean")
 
   def init(rng):
@@ -48,4 +65,10 @@ def make(config, models: Models, *, data: str = "offline", name: str = "bc") -> 
                           opt_states={**state.opt_states, "policy": opt_state})
     return state, {**{f"bc/{k}": v for k, v in metrics.items()}, **guard}
 
-  return Algorithm(name=name, data=data, init=init, update=jit_update(update))
+  def episode_filter(episodes):
+    """The best `top_fraction` of `episodes` by return."""
+    keep = top_fraction_mask([e.episode_return for e in episodes], top_fraction)
+    return [e for e, k in zip(episodes, keep) if k]
+
+  return Algorithm(name=name, data=data, init=init, update=jit_update(update),
+                   episode_filter=episode_filter if filtered and data == "offline" else None)
