@@ -1,0 +1,43 @@
+r"""Critic-free group policy gradients: GRPO, Dr.GRPO, RLOO, REINFORCE++ and GiGPO.
+
+  python -m experiments.train --config=experiments/configs/group.py:cpu,env=wilt
+  python -m experiments.train --config=experiments/configs/group.py:cpu,env=maze_po \
+      --config.algorithm.name=gigpo --config.algorithm.credit=gigpo
+
+Each iteration rolls out `rollout.group_size` episodes per task seed (the group) and takes
+one update on them (`agentrl/algorithms/group.py`). `algorithm.name` picks the estimator,
+`algorithm.credit` the multi-turn credit ("none": the episode advantage on every turn;
+"turn": return-to-go with a per-turn-position group baseline; gigpo: "gigpo" or
+"gigpo_mean_norm").
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  variant, env = common.parse(arg, "maze_po")
+  c = common.base(env, variant)
+  a = c.algorithm = ml_collections.ConfigDict()
+  a.name = "grpo"  # grpo, dr_grpo, rloo, reinforce_pp or gigpo.
+  a.credit = ""  # "" = the estimator's default (see the module docstring).
+  a.lr = 1e-5  # Policy learning rate.
+  a.max_grad_norm = 1.0
+  a.gamma = 1.0  # Turn discount of the return-to-go (credit "turn", gigpo: 0.95).
+  a.clip_eps = 0.2  # PPO clip on the ratio to the sampler.
+  a.epochs = 1  # Passes over each group batch (1: a pure policy gradient step).
+  a.minibatches = 1
+  a.kl_coef = 0.0  # KL to the frozen BC policy (GRPO Eq. 4, k3).
+  a.entropy_coef = 0.0
+  a.omega = 1.0  # GiGPO: weight of the step (anchor-state) advantage.
+  a.anchor = "history"  # GiGPO anchor states: "history" or "observation".
+  c.rollout.seeds_per_iteration = {"smoke": 2, "cpu": 8, "paper": 32}[variant]
+  c.rollout.group_size = {"smoke": 2, "cpu": 8, "paper": 8}[variant]  # G.
+  if variant == "smoke":
+    a.lr = 1e-4
+  elif variant == "paper":
+    a.update(lr=1e-6, kl_coef=0.001)
+  return c

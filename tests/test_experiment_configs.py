@@ -1,0 +1,76 @@
+"""Every experiment config: its variants load, name registered pieces, and (smoke) train."""
+
+import glob
+import os
+
+import pytest
+
+from agentrl import algorithms, configs, envs, trainer
+from agentrl.logging_utils import read_metrics
+
+FILES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(configs.CONFIG_DIR,
+                                                                         "*.py"))
+               if not os.path.basename(p).startswith(("_", "common")))
+VARIANTS = ("smoke", "cpu", "paper")
+# The data each algorithm's loop needs from the config (see agentrl/trainer.py).
+NEEDS = {"replay": ("replay.capacity", "algorithm.state_tokens", "algorithm.action_tokens"),
+         "filtered": ("algorithm.batch_size", "algorithm.top_fraction"),
+         "offline": ("algorithm.batch_size",), "rollout": ()}
+
+
+def get(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
+
+
+def test_there_are_configs_for_every_algorithm_family():
+  assert {"archer_twenty_questions", "chai", "ppo", "turn_ppo", "group", "filtered_bc", "bc",
+          "value_offline", "self_play"} <= set(FILES)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", FILES)
+def test_variant_loads_and_names_registered_pieces(name, variant):
+  config = configs.load_config(f"{name}.py:{variant}")
+  assert config.algorithm.name in algorithms.names()
+  assert config.env.name in envs.names()
+  kind = {"archer": "replay", "chai": "replay", "filtered_bc": "filtered", "bc": "offline",
+          "filtered_bc_offline": "offline", "ilql": "offline", "mc_returns": "offline",
+          "archer_offline": "offline"}.get(config.algorithm.name, "rollout")
+  for key in NEEDS[kind]:
+    get(config, key)
+  if config.algorithm.name == "self_play":
+    assert envs.make(config.env.name).num_roles == 2
+
+
+def test_env_option_and_bad_arguments():
+  assert configs.load_config("ppo.py:smoke,env=wordle").env.name == "wordle"
+  with pytest.raises(ValueError, match="env='nope'"):
+    configs.load_config("ppo.py:cpu,env=nope")
+  with pytest.raises(ValueError, match="expected a variant"):
+    configs.load_config("group.py:fast")
+
+
+SMOKE_RUNS = [("ppo", "ppo"), ("turn_ppo", "turn_ppo"), ("group", "gigpo"),
+              ("filtered_bc", "filtered_bc"), ("filtered_bc", "filtered_bc_offline"),
+              ("bc", "bc"), ("value_offline", "ilql"), ("value_offline", "mc_returns"),
+              ("chai", "chai"), ("self_play", "self_play")]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("data"))
+
+
+@pytest.mark.parametrize("name,algorithm", SMOKE_RUNS)
+def test_smoke_variant_trains_end_to_end(name, algorithm, data_dir, tmp_path):
+  config = configs.load_config(f"{name}.py:smoke", [f"data_dir={data_dir}",
+                                                    f"algorithm.name={algorithm}",
+                                                    "train.total_iterations=1"])
+  final = trainer.train(config, str(tmp_path))
+  rows = read_metrics(str(tmp_path))
+  assert [r["step"] for r in rows] == [0, 1]
+  assert algorithms.nonfinite_losses(final) == []
+  assert "eval/mean_return" in rows[-1] and "eval_greedy/mean_return" in rows[-1] or (
+      not config.eval.greedy)
