@@ -146,7 +146,7 @@ def test_chai_picks_the_candidates_its_target_critic_prefers():
   m = h.echo_models()
   alg = echo_algo("chai", num_candidates=6)
   state = alg.init(jax.random.PRNGKey(0))
-  critic = archer.make_critic(config(**ECHO), m.policy_config.vocab_size)
+  critic, _ = archer.make_critic(config(**ECHO), m.policy_config.vocab_size)
 
   def mean_min_q(policy):
     batch = h.echo_play(policy, range(32), rng=5).batch
