@@ -22,13 +22,16 @@ Parameters of ``agentrl.models.decoder`` carry logical axis names (``vocab``, ``
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -103,7 +106,7 @@ def make_mesh_from_config(cfg: Any, devices: Sequence[jax.Device] | None = None)
   """`make_mesh` from a mapping or ConfigDict with (a subset of) keys data/fsdp/tensor."""
   if not hasattr(cfg, "items"):
     raise TypeError(f"Mesh config must be a mapping or ConfigDict; got {type(cfg).__name__}.")
-  items = dict(cfg.items())
+  items = {k: v for k, v in cfg.items() if k != "rules"}  # `rules`: see rules_from_config
   unknown = sorted(set(items) - set(MESH_AXES))
   if unknown:
     raise ValueError(f"Unknown mesh config key(s) {unknown}; valid keys are {list(MESH_AXES)}.")
@@ -180,6 +183,102 @@ def sharded_init(init_fn: Callable[[], Any], mesh: Mesh,
   return params, shardings
 
 
+def _key_name(key: Any) -> Any:
+  """The plain name of one key-path entry: a dict key, attribute name or sequence index."""
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return getattr(key, attr)
+  return str(key)
+
+
+def _path_names(path) -> tuple[Any, ...]:
+  return tuple(_key_name(k) for k in path)
+
+
+def _mirror_table(logical: Mapping[str, Any], mesh: Mesh, rules: LogicalRules
+                  ) -> list[tuple[str, tuple[Any, ...], tuple[int, ...], NamedSharding]]:
+  """(tree name, key path inside the tree, shape, sharding) of every leaf of the named trees."""
+  table = []
+  for name, tree in logical.items():
+    shardings = logical_shardings(tree, mesh, rules)
+    leaves = jax.tree_util.tree_leaves_with_path(tree, is_leaf=_is_box)
+    for (path, leaf), sharding in zip(leaves, jax.tree.leaves(shardings)):
+      shape = tuple(np.shape(leaf.unbox() if _is_box(leaf) else leaf))
+      table.append((name, _path_names(path), shape, sharding))
+  return table
+
+
+def _mirrored(path: tuple[Any, ...], shape: tuple[int, ...], table) -> NamedSharding | None:
+  """The sharding of the named parameter that the leaf at `path` mirrors: same shape, and
+  `path` ends with that parameter's key path. A match whose tree name is on `path` wins."""
+  matches = [(name in path, len(rel), sharding) for name, rel, rel_shape, sharding in table
+             if rel_shape == shape and rel and path[-len(rel):] == rel]
+  if not matches:
+    return None
+  return max(matches, key=lambda m: m[:2])[2]
+
+
+def state_shardings(state: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES, *,
+                    logical: Mapping[str, Any] | None = None) -> Any:
+  """NamedShardings for a whole train state (parameters, optimizer states, frozen copies).
+
+  `state` may be concrete or abstract (``jax.eval_shape(algo.init, rng)``). Each leaf gets:
+
+  * an `nn.Partitioned` box (critic, encoder and head parameters, and the optimizer moments
+    and target copies optax and Polyak averaging build from them): its logical names mapped
+    by `rules`;
+  * an unboxed array that mirrors a parameter of one of the boxed trees in `logical` (e.g.
+    ``{"policy": jax.eval_shape(lambda: decoder.init_params(cfg, rng, boxed=True))}`` for a
+    policy stored unboxed): that parameter's sharding. A leaf mirrors a parameter when it
+    has its shape and its key path ends with the parameter's key path inside its tree, as
+    Adam's ``mu``/``nu``, a frozen reference copy or the parameter itself do; among several
+    matches, one whose tree name is on the leaf's path wins, then the longest;
+  * anything else (step counters, scalars, unnamed arrays): replicated.
+
+  Returns a pytree of the same structure as `state` (boxes keep their place and hold their
+  sharding), usable as jit `in_shardings` / `out_shardings`, for `jax.device_put`, or zipped
+  leaf by leaf with the state (restore templates).
+  """
+  named = logical_shardings(state, mesh, rules)  # Validates every box against the mesh.
+  table = _mirror_table(logical or {}, mesh, rules)
+
+  def place(path, sharding, leaf):
+    if _is_box(leaf):
+      return leaf.replace_boxed(sharding)
+    mirrored = _mirrored(_path_names(path), tuple(np.shape(leaf)), table)
+    return sharding if mirrored is None else mirrored
+
+  return jax.tree_util.tree_map_with_path(place, named, state)
+
+
+def count_sharded(tree: Any) -> int:
+  """Leaves of `tree` (arrays or shardings) whose layout is not fully replicated."""
+  def sharded(x):
+    sharding = getattr(x, "sharding", x)
+    return isinstance(sharding, jax.sharding.Sharding) and not sharding.is_fully_replicated
+  return sum(sharded(x) for x in jax.tree.leaves(tree))
+
+
+def init_state(init_fn: Callable[[Any], Any], rng: Any, mesh: Mesh,
+               rules: LogicalRules = DEFAULT_RULES, *, logical: Mapping[str, Any] | None = None
+               ) -> tuple[Any, Any]:
+  """`init_fn(rng)` (e.g. an algorithm's `init`) run directly into its sharded layout.
+
+  The layout comes from `state_shardings` of the state's `jax.eval_shape`; the state is built
+  by one jit with those `out_shardings`, so no device ever holds more than its shards.
+  Returns (state, shardings).
+  """
+  shardings = state_shardings(jax.eval_shape(init_fn, rng), mesh, rules, logical=logical)
+  return jax.jit(init_fn, out_shardings=shardings)(replicate(rng, mesh)), shardings
+
+
+def jit_sharded_update(update: Callable, shardings: Any, mesh: Mesh) -> Callable:
+  """Jits `update(state, *args) -> (state, metrics)` so that the new state keeps the layout
+  `shardings` (the input state is donated) and the metrics come back replicated (readable on
+  every process). Inputs keep the shardings they arrive with (`shard_batch`)."""
+  return jax.jit(update, out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+
+
 # ----------------------------------------------------------------------------------------
 # Batches
 # ----------------------------------------------------------------------------------------
@@ -217,3 +316,164 @@ def shard_batch(tree: Any, mesh: Mesh, axis: int = 0) -> Any:
     return jax.device_put(x, batch_sharding(mesh, x.ndim, axis))
 
   return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def process_rows(mesh: Mesh, size: int) -> slice:
+  """The rows of a batch of `size` rows (split over ("data", "fsdp")) that this process's
+  devices hold: one contiguous block (`jax.make_mesh` orders devices process by process)."""
+  index_map = batch_sharding(mesh, 1).addressable_devices_indices_map((size,))
+  blocks = sorted({(idx[0].start or 0, size if idx[0].stop is None else idx[0].stop)
+                   for idx in index_map.values()})
+  start, stop = blocks[0][0], blocks[-1][1]
+  if sum(b - a for a, b in blocks) != stop - start:
+    raise ValueError(f"The mesh {dict(mesh.shape)} gives process {jax.process_index()} the "
+                     f"batch rows {blocks}, not one block; build it with parallel.make_mesh.")
+  return slice(start, stop)
+
+
+def global_batch(tree: Any, mesh: Mesh, axis: int = 0, *, local: bool = False) -> Any:
+  """A host batch as global arrays split along `axis` over ("data", "fsdp") of `mesh`.
+
+  With one process this is `shard_batch`. With several, each process passes either the
+  whole batch (`local=False`: every process holds the same rows, e.g. sampled from
+  identical replay buffers, and keeps its own block) or only its own block of rows
+  (`local=True`, `process_rows` of the global batch: e.g. the episodes it played itself);
+  `jax.make_array_from_process_local_data` assembles the global arrays.
+  """
+  if jax.process_count() == 1:
+    return shard_batch(tree, mesh, axis)
+  parts = jax.process_count() if local else 1
+
+  def put(path, x):
+    x = np.asarray(x)
+    if x.ndim <= axis:
+      return replicate(x, mesh)
+    size = x.shape[axis] * parts
+    rows = process_rows(mesh, size)
+    if not local:
+      x = np.take(x, np.arange(rows.start, rows.stop), axis=axis)
+    elif x.shape[axis] != rows.stop - rows.start:
+      raise ValueError(f"Batch leaf {jax.tree_util.keystr(path)}: this process holds "
+                       f"{x.shape[axis]} rows, its devices take {rows.stop - rows.start}.")
+    shape = x.shape[:axis] + (size,) + x.shape[axis + 1:]
+    return jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim, axis), x, shape)
+
+  return jax.tree_util.tree_map_with_path(put, tree)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Host values (the same on every process, e.g. a PRNG key) copied to every device."""
+  if jax.process_count() == 1:
+    return jax.device_put(tree, replicated(mesh))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+      replicated(mesh), np.asarray(x), np.shape(x)), tree)
+
+
+def local_copy(tree: Any, mesh: Mesh) -> Any:
+  """A full copy of a tree of (possibly multi-process) arrays on this process's first local
+  device: what a process-local computation (each host's own sampler) can read."""
+  if jax.process_count() == 1:
+    return tree
+  full = jax.jit(lambda x: x, out_shardings=replicated(mesh))(tree)
+  device = jax.local_devices()[0]
+  return jax.tree.map(
+      lambda x: next(s.data for s in x.addressable_shards if s.device == device), full)
+
+
+# ----------------------------------------------------------------------------------------
+# Processes
+# ----------------------------------------------------------------------------------------
+
+
+def is_main_process() -> bool:
+  """True on process 0, which alone writes logs."""
+  return jax.process_index() == 0
+
+
+@contextlib.contextmanager
+def process_zero_first(name: str = "process_zero_first"):
+  """Runs the block on process 0 first, then on the others (e.g. building a dataset cache
+  that they then read). The block must not run computations that need every process."""
+  if jax.process_count() == 1:
+    yield
+    return
+  if not is_main_process():
+    multihost_utils.sync_global_devices(name)
+  yield
+  if is_main_process():
+    multihost_utils.sync_global_devices(name)
+
+
+def barrier(name: str) -> None:
+  """Waits until every process gets here (nothing to do with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def allgather(tree: Any) -> Any:
+  """Host values of every process, stacked on a new leading axis in process order."""
+  if jax.process_count() == 1:
+    return jax.tree.map(lambda x: np.asarray(x)[None], tree)
+  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree))
+
+
+DISTRIBUTED_MODES = ("off", "auto", "on")
+
+
+def _on_tpu_pod() -> bool:
+  """A Cloud TPU VM that is one of several hosts of a slice."""
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  return len([h for h in hosts.split(",") if h]) > 1
+
+
+def initialize_distributed(cfg: Any) -> bool:
+  """`jax.distributed.initialize` as the `distributed` config block says; call it before
+  anything else touches JAX. Returns whether this is a multi-process run.
+
+  Keys: `mode` ("off": one process; "on": initialise with the keys below, any left empty
+  coming from the environment (TPU VM, SLURM, ...); "auto": "on" when
+  `coordinator_address` is set or this is a host of a multi-host TPU slice, where
+  ``jax.distributed.initialize()`` needs no arguments, else "off"), `coordinator_address`
+  ("host:port" of process 0), `num_processes` (0: from the environment), `process_id` (-1:
+  from the environment), `local_device_ids` (() : all visible devices).
+  """
+  if cfg is None:
+    return False
+  mode = cfg.get("mode", "auto")
+  if mode not in DISTRIBUTED_MODES:
+    raise ValueError(f"distributed.mode={mode!r}; expected one of {DISTRIBUTED_MODES}.")
+  address = cfg.get("coordinator_address", "") or None
+  if mode == "off" or (mode == "auto" and address is None and not _on_tpu_pod()):
+    return False
+  if jax.distributed.is_initialized():
+    return True
+  num = int(cfg.get("num_processes", 0) or 0)
+  pid = int(cfg.get("process_id", -1))
+  ids = tuple(cfg.get("local_device_ids", ()) or ())
+  if address is not None and (num < 1 or pid < 0):
+    raise ValueError(f"distributed.coordinator_address={address!r} needs "
+                     f"distributed.num_processes (got {num}) and distributed.process_id "
+                     f"(got {pid}).")
+  jax.distributed.initialize(coordinator_address=address, num_processes=num or None,
+                             process_id=None if pid < 0 else pid,
+                             local_device_ids=list(ids) or None)
+  return True
+
+
+def rules_from_config(rules: Any) -> tuple[tuple[str, Any], ...]:
+  """`mesh.rules` (pairs of logical axis name and mesh axis, axes or None; JSON lists
+  allowed) as a rule table; () or None means `DEFAULT_RULES`."""
+  if not rules:
+    return DEFAULT_RULES
+  out = []
+  for rule in rules:
+    if len(rule) != 2 or not isinstance(rule[0], str):
+      raise ValueError(f"mesh.rules entry {rule!r} must be a (logical name, mesh axes) pair.")
+    axes = rule[1]
+    axes = tuple(axes) if isinstance(axes, (list, tuple)) else axes
+    for axis in (axes,) if axes is None or isinstance(axes, str) else axes:
+      if axis is not None and axis not in MESH_AXES:
+        raise ValueError(f"mesh.rules entry {rule!r} names mesh axis {axis!r}; the axes are "
+                         f"{MESH_AXES}.")
+    out.append((rule[0], axes))
+  return tuple(out)

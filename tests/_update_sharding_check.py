@@ -1,22 +1,30 @@
-"""Algorithm updates on a data-parallel mesh of 8 fake CPU devices vs. one device.
+"""Algorithm updates on meshes of 8 fake CPU devices vs. one device.
 
-Run as a script (``tests/test_parallel.py`` runs it in a subprocess, so that the main test
-process keeps its single device). For ArCHer (replay transitions, fresh actions sampled inside
+Run as a script, ``python tests/_update_sharding_check.py [archer] [ppo]`` (default: both;
+``tests/test_parallel.py`` runs one per test in a subprocess, so that the main test process
+keeps its single device). For ArCHer (replay transitions, fresh actions sampled inside
 the update) and PPO (a rollout batch): the same initial state and batch are updated once on one
-device and once with the state replicated and the batch split over ("data", "fsdp") of an
-(8, 1, 1) mesh. Prints one JSON object on the last line of stdout:
-``{algorithm: {"params": d, "metrics": d, "batch_sharded": bool, "out_devices": n}}``, d the
-max difference from the one-device update (relative above 1 in magnitude).
+device and once on each of the (8, 1, 1), (2, 2, 2) and (1, 4, 2) meshes, the state initialised
+directly into the layout of `parallel.state_shardings` (policy, critic and optimizer moments
+split over fsdp/tensor by their logical axis names) and the batch split over ("data", "fsdp").
+Prints one JSON object on the last line of stdout: ``{algorithm: {mesh: {"params": d,
+"frozen": d, "metrics": d, "fractions": d, "batch_sharded": bool, "out_devices": n,
+"sharded_state": n, "layout_kept": bool}}}``, d the max difference from the one-device update
+(relative above 1 in magnitude), n a count of leaves.
 """
 
 import os
 import sys
 
+# 8 fake CPU devices; cheap LLVM optimization keeps the many small compiles fast (the
+# reference and the sharded runs are compiled alike).
 os.environ["XLA_FLAGS"] = " ".join([
-    os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]).strip()
+    os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
+    "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 
 import jax  # noqa: E402
@@ -24,6 +32,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agentrl import algorithms, parallel  # noqa: E402
+from agentrl.models import decoder  # noqa: E402
 from tests import algo_harness as h  # noqa: E402
 from tests import test_algorithms_archer as archer_tests  # noqa: E402
 
@@ -38,13 +47,23 @@ def max_diff(a, b) -> float:
   return max(jax.tree.leaves(jax.tree.map(diff, a, b)), default=0.0)
 
 
-def compare(algo, batch, batch_axis: int, mesh) -> dict:
+MESHES = {"8x1x1": (8, 1, 1), "2x2x2": (2, 2, 2), "1x4x2": (1, 4, 2)}
+
+
+def compare(algo, policy_config, batch, batch_axis: int, mesh, reference) -> dict:
   rng = jax.random.PRNGKey(3)
-  ref_state, ref_metrics = algo.update(algo.init(jax.random.PRNGKey(0)), batch, rng)
-  state = jax.device_put(algo.init(jax.random.PRNGKey(0)), parallel.replicated(mesh))
+  ref_state, ref_metrics = reference
+  logical = {"policy": jax.eval_shape(
+      lambda: decoder.init_params(policy_config, jax.random.PRNGKey(0), boxed=True))}
+  state, shardings = parallel.init_state(algo.init, jax.random.PRNGKey(0), mesh,
+                                         logical=logical)
+  sharded_state = parallel.count_sharded(state)
+  update = parallel.jit_sharded_update(algo.update, shardings, mesh)
   sharded = parallel.shard_batch(batch, mesh, axis=batch_axis)
-  new_state, metrics = algo.update(state, sharded, rng)
+  new_state, metrics = update(state, sharded, rng)
   leaves = [x for x in jax.tree.leaves(sharded) if x.ndim > batch_axis]
+  layout = jax.tree.map(lambda x, s: x.sharding.is_equivalent_to(s, x.ndim), new_state,
+                        shardings)
   # Clip fractions count threshold crossings: one value sitting on a clip boundary may flip
   # under a different summation order, so they are compared separately.
   smooth = [k for k in ref_metrics if "fraction" not in k]
@@ -57,23 +76,54 @@ def compare(algo, batch, batch_axis: int, mesh) -> dict:
           "fractions": max_diff({k: metrics[k] for k in ref_metrics if k not in smooth},
                                 {k: ref_metrics[k] for k in ref_metrics if k not in smooth}),
           "batch_sharded": all(not x.sharding.is_fully_replicated for x in leaves),
-          "out_devices": len(jax.tree.leaves(new_state.params)[0].sharding.device_set)}
+          "out_devices": len(jax.tree.leaves(new_state.params)[0].sharding.device_set),
+          "sharded_state": sharded_state,
+          "sharded_out": parallel.count_sharded(new_state),
+          "layout_kept": all(jax.tree.leaves(layout))}
 
 
-def main():
-  assert jax.device_count() == 8, jax.devices()
-  mesh = parallel.make_mesh(data=8)
-  report = {}
-  # ArCHer: critic fields are [critic_steps, batch, ...], the batch axis is 1.
-  archer = archer_tests.algo(warmup_updates=0)
-  report["archer"] = compare(archer, archer_tests.fake_batch(0, c=2, a=1, n=8), 1, mesh)
-  # PPO on a rollout batch of the toy task (16 rows).
-  m = h.models()
+def compare_meshes(algo, policy_config, batch, batch_axis: int) -> dict:
+  rng = jax.random.PRNGKey(3)
+  reference = algo.update(algo.init(jax.random.PRNGKey(0)), batch, rng)
+  return {name: compare(algo, policy_config, batch, batch_axis,
+                        parallel.make_mesh(*sizes), reference)
+          for name, sizes in MESHES.items()}
+
+
+def tiny_models(max_new_tokens: int) -> algorithms.Models:
+  """The harness's policy shrunk to one layer (compiles dominate this check's time); two
+  query and two key/value heads, so that the tensor axis splits them."""
+  m = h.models(max_new_tokens=max_new_tokens)
+  config = decoder.DecoderConfig.llama(vocab_size=m.policy_config.vocab_size, hidden_size=16,
+                                       num_layers=1, num_heads=2, num_kv_heads=2, mlp_dim=32)
+  return dataclasses.replace(m, policy_config=config,
+                             policy_params=decoder.init_params(config, jax.random.PRNGKey(0)))
+
+
+def check_archer() -> dict:
+  # Critic fields are [critic_steps, batch, ...]: the batch axis is 1.
+  m = tiny_models(archer_tests.ACTION)
+  config = archer_tests.config(warmup_updates=0, critic=dict(
+      hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32, head_dims=(16,)))
+  archer = algorithms.make("archer", config, m)
+  return compare_meshes(archer, m.policy_config, archer_tests.fake_batch(0, c=2, a=1, n=8), 1)
+
+
+def check_ppo() -> dict:
+  # A rollout batch of the toy task (16 rows).
+  m = tiny_models(6)
   ppo = algorithms.make("ppo", ml_collections.ConfigDict({"lr": 1e-3, "epochs": 2}), m)
-  batch = h.play(m.policy_params, range(8), group_size=2, rng=0).batch
-  report["ppo"] = compare(ppo, batch, 0, mesh)
-  print(json.dumps(report))
+  batch = h.play(m.policy_params, range(8), group_size=2, rng=0, m=m).batch
+  return compare_meshes(ppo, m.policy_config, batch, 0)
+
+
+CHECKS = {"archer": check_archer, "ppo": check_ppo}
+
+
+def main(names):
+  assert jax.device_count() == 8, jax.devices()
+  print(json.dumps({name: CHECKS[name]() for name in names or CHECKS}))
 
 
 if __name__ == "__main__":
-  main()
+  main(sys.argv[1:])

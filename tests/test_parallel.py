@@ -4,6 +4,7 @@ This process keeps its single CPU device (other tests rely on it): the 8-device 
 runs `tests/_sharding_check.py` once in a subprocess and asserts on the JSON it prints.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -124,6 +126,34 @@ def test_sharded_init_single_device():
   assert shardings["embed"]["embedding"].spec == P("tensor", "fsdp")
 
 
+def test_state_shardings_names_mirrors_and_replicates():
+  config = decoder.DecoderConfig.llama(vocab_size=32, hidden_size=16, num_layers=1,
+                                       num_heads=2, mlp_dim=24)
+  rng = jax.random.PRNGKey(0)
+  policy = decoder.init_params(config, rng)
+  critic = {"w": nn.Partitioned(jnp.zeros((16, 8)), names=("embed", "mlp"))}
+  tx = optax.adam(1e-3)
+  state = {"step": jnp.zeros((), jnp.int32), "params": {"policy": policy, "critic": critic},
+           "opt": {"policy": tx.init(policy), "critic": tx.init(critic)},
+           "frozen": {"reference": policy}, "other": jnp.zeros((16, 24))}
+  logical = {"policy": jax.eval_shape(lambda: decoder.init_params(config, rng, boxed=True))}
+  mesh = parallel.make_mesh()
+  shardings = parallel.state_shardings(jax.eval_shape(lambda: state), mesh, logical=logical)
+  assert jax.tree.structure(shardings) == jax.tree.structure(state)  # Boxes stay in place.
+  gate = ("layer_0", "mlp", "gate_proj", "kernel")
+  pick = lambda tree: functools.reduce(lambda t, k: t[k], gate, tree)  # noqa: E731
+  assert pick(shardings["params"]["policy"]).spec == P("fsdp", "tensor")
+  assert pick(shardings["frozen"]["reference"]).spec == P("fsdp", "tensor")
+  assert pick(shardings["opt"]["policy"][0].mu).spec == P("fsdp", "tensor")
+  assert shardings["opt"]["critic"][0].nu["w"].value.spec == P("fsdp", "tensor")
+  assert shardings["params"]["critic"]["w"].value.spec == P("fsdp", "tensor")
+  # Same shape as the gate kernel but no parameter's key path: replicated, like scalars.
+  assert shardings["other"].spec == P() and shardings["step"].spec == P()
+  assert shardings["opt"]["policy"][0].count.spec == P()
+  placed = jax.device_put(state, shardings)
+  assert pick(placed["opt"]["policy"][0].mu).sharding.spec == P("fsdp", "tensor")
+
+
 def test_batch_sharding_and_shard_batch():
   mesh = parallel.make_mesh()
   assert parallel.batch_sharding(mesh, 3).spec == P(("data", "fsdp"), None, None)
@@ -143,11 +173,11 @@ def test_batch_sharding_and_shard_batch():
 # ----------------------------------------------------------------------------------------
 
 
-def run_check(script: pathlib.Path) -> dict:
+def run_check(script: pathlib.Path, *args: str) -> dict:
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
   env["JAX_PLATFORMS"] = "cpu"
-  proc = subprocess.run([sys.executable, str(script)], env=env, cwd=REPO,
+  proc = subprocess.run([sys.executable, str(script), *args], env=env, cwd=REPO,
                         capture_output=True, text=True, timeout=900)
   if proc.returncode:
     pytest.fail(f"{script.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -161,19 +191,24 @@ def report():
   return run_check(CHECK_SCRIPT)
 
 
-@pytest.fixture(scope="module")
-def update_report():
-  return run_check(UPDATE_CHECK_SCRIPT)
-
-
 @pytest.mark.parametrize("algorithm", ["archer", "ppo"])
-def test_data_parallel_update_matches_single_device(update_report, algorithm):
-  """ArCHer (fresh actions sampled inside the update) and PPO on an (8, 1, 1) mesh."""
-  diffs = update_report[algorithm]
-  assert diffs["batch_sharded"] and diffs["out_devices"] == 8, diffs
-  for key in ("params", "frozen", "metrics"):
-    assert diffs[key] < TOL, (key, diffs)
-  assert diffs["fractions"] < 0.01, diffs  # At most a boundary case or two flips.
+def test_sharded_update_matches_single_device(algorithm):
+  """ArCHer (fresh actions sampled inside the update) and PPO on (8, 1, 1), (2, 2, 2) and
+  (1, 4, 2) meshes, the state in the layout of `parallel.state_shardings`. One subprocess per
+  algorithm, so that pytest-xdist can run the two side by side."""
+  report = run_check(UPDATE_CHECK_SCRIPT, algorithm)[algorithm]
+  assert set(report) == set(MESHES)
+  for mesh, diffs in report.items():
+    assert diffs["batch_sharded"] and diffs["out_devices"] == 8, (mesh, diffs)
+    assert diffs["layout_kept"], (mesh, diffs)  # The new state has the input's layout.
+    for key in ("params", "frozen", "metrics"):
+      assert diffs[key] < TOL, (mesh, key, diffs)
+    assert diffs["fractions"] < 0.01, (mesh, diffs)  # At most a boundary case or two flips.
+  # Data parallelism replicates the state; fsdp/tensor meshes split parameters and moments.
+  assert report["8x1x1"]["sharded_state"] == 0
+  for mesh in ("2x2x2", "1x4x2"):
+    assert report[mesh]["sharded_state"] > 0 and report[mesh]["sharded_out"] == report[
+        mesh]["sharded_state"], report[mesh]
 
 
 @pytest.mark.parametrize("mesh", MESHES)
