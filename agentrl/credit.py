@@ -57,7 +57,7 @@ def _safe_div(num: Array, den: Array) -> Array:
   return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
-def _pair_ids(a: Array, b: Array) -> Array:
+def pair_ids(a: Array, b: Array) -> Array:
   """Dense ids in [0, a.size) for the distinct (a, b) pairs of two int arrays of equal shape.
 
   Sort-based (a lexicographic sort, then a run-start cumsum), so it is jittable and never
@@ -148,7 +148,7 @@ def gigpo_advantages(episode_returns: Array, group_id: Array, turn_rewards: Arra
   gid = jnp.broadcast_to(group_id[:, None], (b, k))
   # Masked steps are moved to a sentinel group so they never share a bucket with valid steps.
   gid = jnp.where(turn_mask, gid, b)
-  seg = _pair_ids(gid, jnp.where(turn_mask, anchor_id, 0))
+  seg = pair_ids(gid, jnp.where(turn_mask, anchor_id, 0))
   mean_s, std_s, n_s = _segment_stats(step_ret, seg, turn_mask, b * k, unbiased=unbiased_std)
   mean_s, std_s, n_s = (x.reshape(b, k) for x in (mean_s, std_s, n_s))
   a_s = step_ret - mean_s

@@ -11,6 +11,10 @@ context) is 0.
   out.entropy    # float32[B, T]: entropy of the distribution token t was drawn from
   out.hidden     # [B, T, E]: hidden state *before* token t is read (for value heads)
 
+`answer_logprobs` scores a batch's ground-truth answers (`batch.answer_tokens`) as the reply
+the policy would give at the start of each agent turn: the quantity behind information-gain
+credit (IGPO, A2TGPO).
+
 `distrax.Categorical` gives the log-probs and entropies, at `temperature` (the sampler
 reports log-probs at its temperature, so ratios against behaviour log-probs use the same).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import distrax
 import flax
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -67,3 +72,61 @@ def sequence_logprob(logprobs: Array, action_mask: Array) -> Array:
   """Sum of token log-probs over each row's action tokens: log pi(utterance) [B]."""
   return jnp.sum(jnp.where(action_mask, logprobs, 0.0), axis=-1)
 
+
+
+def turn_starts(action_mask: Array, turn_index: Array, num_turns: int) -> Array:
+  """Index of the first action token of each agent turn, int32[B, K]; T where turn k has none."""
+  t = action_mask.shape[1]
+  match = action_mask.astype(bool)[:, None, :] & (
+      turn_index[:, None, :] == jnp.arange(num_turns)[None, :, None])
+  return jnp.min(jnp.where(match, jnp.arange(t)[None, None, :], t), axis=-1).astype(jnp.int32)
+
+
+def answer_logprobs(params, config: DecoderConfig, tokens: Array, positions: Array, mask: Array,
+                    action_mask: Array, turn_index: Array, answer_tokens: Array, num_turns: int, *,
+                    temperature: float = 1.0) -> Array:
+  """Length-averaged log-prob of the ground-truth answer at the start of every agent turn.
+
+  For turn k of row b the context is the row's tokens before the turn's first action token
+  (the observation and the assistant prefix included); the answer a is placed right after it,
+  and (1/L_b) Σ_j log π(a_j | context, a_<j) is returned: log p_{b,k} of IGPO's
+  p = exp(mean log π(a | q, o_≤t)) (Wang et al. 2025, arXiv 2510.14967, §3). One teacher-forced
+  pass per turn over T + L tokens (a `lax.map` over K, so memory is that of one pass).
+
+  Args:
+    params, config: the decoder.
+    tokens, positions, mask, action_mask, turn_index: the batch's token arrays [B, T].
+    answer_tokens: int32[B, L] answer tokens, -1 padding (a row of -1: no answer).
+    num_turns: K.
+    temperature: divides the logits (the sampler's temperature).
+
+  Returns:
+    float32[B, K]; 0 for turns without action tokens and rows without an answer.
+  """
+  chex.assert_rank([tokens, positions, mask, action_mask, turn_index, answer_tokens], 2)
+  chex.assert_equal_shape([tokens, positions, mask, action_mask, turn_index])
+  b, t = tokens.shape
+  length = answer_tokens.shape[1]
+  answer_ok = answer_tokens >= 0
+  num_answer = answer_ok.sum(axis=1)
+  starts = turn_starts(action_mask, turn_index, num_turns)
+  idx = jnp.arange(t + length)[None, :]
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, length)))  # noqa: E731
+  ext_tokens, ext_positions, ext_mask = pad(tokens), pad(positions), pad(mask.astype(bool))
+
+  def one_turn(start):  # start: int32[B]
+    offset = idx - start[:, None]
+    j = jnp.clip(offset, 0, length - 1)
+    in_prefix = offset < 0
+    in_answer = (offset >= 0) & (offset < length) & jnp.take_along_axis(answer_ok, j, axis=1)
+    first_position = jnp.take_along_axis(positions, jnp.minimum(start, t - 1)[:, None], axis=1)
+    seq = jnp.where(in_prefix, ext_tokens,
+                    jnp.where(in_answer, jnp.take_along_axis(answer_tokens, j, axis=1), 0))
+    pos = jnp.where(in_prefix, ext_positions, first_position + offset)
+    out = evaluate(params, config, seq, pos, jnp.where(in_prefix, ext_mask, in_answer),
+                   temperature=temperature)
+    return jnp.sum(jnp.where(in_answer, out.logprobs, 0.0), axis=1)
+
+  total = jax.lax.map(one_turn, starts.T).T  # [B, K]
+  ok = (starts < t) & (num_answer > 0)[:, None]
+  return jnp.where(ok, total / jnp.maximum(num_answer, 1)[:, None], 0.0)

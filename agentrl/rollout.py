@@ -116,7 +116,7 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
             tokenizer: Tokenizer, max_tokens: int, group_size: int = 1,
             max_turns: int | None = None, rng: jax.Array | int | None = None,
             env_kwargs: dict | None = None, cache_tokens: int | None = None,
-            system_prompt: bool = True) -> RolloutResult:
+            system_prompt: bool = True, answer_length: int = 0) -> RolloutResult:
   """Plays `group_size` episodes of every task seed in `seeds` and returns them as a batch.
 
   Args:
@@ -137,6 +137,9 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
     system_prompt: Start each row with the environment's instructions as a system message.
       A policy trained from scratch learns nothing from a constant prompt: leaving it out
       saves its tokens in every row (the `Episode`s still record it).
+    answer_length: L, the width of `batch.answer_tokens`: each row gets its task's
+      `env.reference_answer()` tokenized, end-of-turn appended (-1 padding; all -1 where the
+      environment has none). 0 (default) records no answers.
 
   Returns:
     A `RolloutResult` with B = len(seeds) * group_size * num_roles rows.
@@ -254,6 +257,10 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
       episodes.append(episode)
   batch = _rows_to_batch(rows, episodes, [group_of[r // num_roles] for r in range(len(rows))],
                          max_tokens=max_tokens, max_turns=max_turns, pad_id=tokenizer.pad_id)
+  if answer_length:
+    answers = [answer_ids(tokenizer, env_obj, answer_length) for env_obj in episodes_envs]
+    batch = batch.replace(answer_tokens=np.repeat(np.asarray(answers, np.int32).reshape(
+        len(episodes_envs), answer_length), num_roles, axis=0))
   returns = np.array([ep.episode_return for ep in episodes])
   turns = np.array([ep.num_turns for ep in episodes])
   stats = {
@@ -267,6 +274,17 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
       "policy_tokens": float(policy_tokens),
   }
   return RolloutResult(batch=batch, episodes=episodes, stats=stats)
+
+
+def answer_ids(tokenizer: Tokenizer, env: Env, length: int) -> list[int]:
+  """`env.reference_answer()` as an utterance (its tokens and end-of-turn), right-padded with
+  -1 to `length`; all -1 when the environment has no answer."""
+  text = env.reference_answer()
+  ids = [] if text is None else tokenizer.encode(text) + [tokenizer.end_of_turn_id]
+  if len(ids) > length:
+    raise ValueError(f"{env.name} task {env.seed}: the reference answer {text!r} is {len(ids)} "
+                     f"tokens long, more than answer_length={length}.")
+  return ids + [-1] * (length - len(ids))
 
 
 def _observation_ids(tokenizer: Tokenizer, observation: str) -> list[int]:

@@ -170,7 +170,8 @@ def play(exp: Experiment, policy: rollout.LMPolicy, seeds, *, key, group_size: i
   return rollout.rollout(policy, exp.config.env.name, list(seeds), tokenizer=exp.tokenizer,
                          max_tokens=exp.config.env.max_tokens, group_size=group_size, rng=key,
                          env_kwargs=dict(exp.config.env.kwargs), max_turns=exp.max_turns,
-                         system_prompt=exp.config.env.system_prompt)
+                         system_prompt=exp.config.env.system_prompt,
+                         answer_length=exp.algorithm.answer_length)
 
 
 def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | None = None,

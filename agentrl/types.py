@@ -6,6 +6,11 @@ row b belongs to agent turn `turn_index[b, t]` (-1 on prompt, observation and pa
 and `turn_end[b, t]` marks the last token of each agent utterance, where utterance-level
 critics are read.
 
+`answer_tokens` holds, per row, the tokenized ground-truth final action of the row's task (the
+environment's `reference_answer()`, end-of-turn included), right-padded with -1. Information-
+gain credit (IGPO, A2TGPO) scores the policy's probability of it after each turn. Its width L
+is fixed by whoever builds the batch (0 when no answers are recorded, the default).
+
 `dones` is a true terminal (the episode ended: no bootstrapping); a turn-limit truncation is
 `turn_mask` true with `dones` false on the last turn, and estimators bootstrap there.
 """
@@ -33,6 +38,7 @@ class TrajectoryBatch:
   behaviour_logprobs: chex.Array  # float32[B, T]: log-probs of the sampler, 0 off actions
   group_id: chex.Array  # int32[B]: same task / prompt -> same group
   role: chex.Array  # int32[B, T]: acting player in self-play (0 when single-agent)
+  answer_tokens: chex.Array  # int32[B, L]: ground-truth answer tokens, -1 = padding (L may be 0)
 
   @property
   def batch_size(self) -> int:
@@ -56,7 +62,7 @@ class TrajectoryBatch:
         "turn_index": ((b, t), "int"), "turn_end": ((b, t), "bool"),
         "rewards": ((b, k), "float"), "turn_mask": ((b, k), "bool"), "dones": ((b, k), "bool"),
         "behaviour_logprobs": ((b, t), "float"), "group_id": ((b,), "int"),
-        "role": ((b, t), "int"),
+        "role": ((b, t), "int"), "answer_tokens": ((b, self.answer_tokens.shape[-1]), "int"),
     }
     kinds = {"int": jnp.integer, "bool": jnp.bool_, "float": jnp.floating}
     for name, (shape, kind) in expected.items():
@@ -69,7 +75,8 @@ class TrajectoryBatch:
     return self
 
   @classmethod
-  def zeros(cls, batch_size: int, num_tokens: int, max_turns: int) -> "TrajectoryBatch":
+  def zeros(cls, batch_size: int, num_tokens: int, max_turns: int,
+            answer_length: int = 0) -> "TrajectoryBatch":
     """An all-padding batch of the given shape (useful for shapes and compilation)."""
     b, t, k = batch_size, num_tokens, max_turns
     return cls(
@@ -78,4 +85,5 @@ class TrajectoryBatch:
         turn_index=np.full((b, t), -1, np.int32), turn_end=np.zeros((b, t), bool),
         rewards=np.zeros((b, k), np.float32), turn_mask=np.zeros((b, k), bool),
         dones=np.zeros((b, k), bool), behaviour_logprobs=np.zeros((b, t), np.float32),
-        group_id=np.zeros((b,), np.int32), role=np.zeros((b, t), np.int32))
+        group_id=np.zeros((b,), np.int32), role=np.zeros((b, t), np.int32),
+        answer_tokens=np.full((b, answer_length), -1, np.int32))

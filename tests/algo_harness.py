@@ -61,8 +61,11 @@ def offline_batch(policy, seeds, rng: int = 0):
                                  max_tokens=MAX_TOKENS, max_turns=MAX_TURNS)
 
 
+ANSWER_LENGTH = 6  # Width of `batch.answer_tokens` in the toy task's rollouts.
+
+
 def play(params, seeds, *, rng: int = 0, group_size: int = 1, greedy: bool = False,
-         m: Models | None = None) -> rollout.RolloutResult:
+         m: Models | None = None, answer_length: int = 0) -> rollout.RolloutResult:
   """The policy `params` plays the toy task (sampled, or greedy)."""
   m = m or models()
   cfg = m.sampling if not greedy else sampling.SamplingConfig(
@@ -70,7 +73,7 @@ def play(params, seeds, *, rng: int = 0, group_size: int = 1, greedy: bool = Fal
       stop_token=m.sampling.stop_token, pad_token=m.sampling.pad_token)
   return rollout.rollout(rollout.LMPolicy(params, m.policy_config, cfg), make_env, list(seeds),
                          tokenizer=tokenizer(), max_tokens=MAX_TOKENS, group_size=group_size,
-                         rng=jax.random.PRNGKey(rng))
+                         rng=jax.random.PRNGKey(rng), answer_length=answer_length)
 
 
 def mean_return(params, seeds=range(100, 132), **kwargs) -> float:
@@ -79,7 +82,8 @@ def mean_return(params, seeds=range(100, 132), **kwargs) -> float:
 
 @functools.lru_cache(maxsize=None)
 def warm():
-  """A cheaply BC-warmed policy (bisect + random episodes) and one of its rollout batches."""
+  """A cheaply BC-warmed policy (bisect + random episodes) and one of its rollout batches
+  (with the tasks' reference answers recorded)."""
   m = models()
   bc = algorithms.make("bc", ml_collections.ConfigDict({"lr": 3e-3}), m)
   state = bc.init(jax.random.PRNGKey(0))
@@ -91,7 +95,7 @@ def warm():
     rows = rng.choice(48, size=16, replace=False)
     state, _ = bc.update(state, jax.tree.map(lambda x: x[rows], data), jax.random.PRNGKey(0))
   params = jax.tree.map(np.asarray, state.params["policy"])
-  batch = play(params, range(8), group_size=4, rng=0).batch
+  batch = play(params, range(8), group_size=4, rng=0, answer_length=ANSWER_LENGTH).batch
   return dataclasses.replace(m, policy_params=params), batch
 
 

@@ -13,6 +13,8 @@ from agentrl.types import TrajectoryBatch
 from tests import algo_harness as h
 
 NAMES = ["grpo", "dr_grpo", "rloo", "reinforce_pp", "gigpo"]
+# Each multi-turn credit option on a different baseline estimator.
+CREDIT_PAIRS = [("dr_grpo", "igpo"), ("rloo", "a2tgpo"), ("grpo", "mars")]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -35,7 +37,7 @@ def test_first_step_is_the_policy_gradient_with_ratio_one():
   state, metrics = algo.update(algo.init(jax.random.PRNGKey(0)), batch, jax.random.PRNGKey(0))
   assert float(metrics["grpo/ratio_mean"]) == pytest.approx(1.0, abs=1e-4)
   # seq-mean-token-mean of −A·1 over the rows with action tokens.
-  adv = np.asarray(group.group_turn_advantages(batch, estimator="grpo", credit_mode="none"))
+  adv = np.asarray(group.group_turn_advantages(batch, estimator="grpo", credit_mode="none")[0])
   mask = batch.action_mask
   tok = np.where(mask, np.take_along_axis(adv, np.clip(batch.turn_index, 0, None), 1), 0.0)
   rows = mask.sum(1) > 0
@@ -75,7 +77,7 @@ def hand_batch():
 def test_hand_checked_advantages():
   batch = hand_batch()
   mask = np.asarray(batch.turn_mask)
-  adv = lambda **kw: np.asarray(group.group_turn_advantages(batch, **kw))  # noqa: E731
+  adv = lambda **kw: np.asarray(group.group_turn_advantages(batch, **kw)[0])  # noqa: E731
   # Returns: [-2, -1 | -3, 0]. GRPO: (R − mean)/(std + ε), population std 0.5 and 1.5.
   np.testing.assert_allclose(adv(estimator="grpo", credit_mode="none"),
                              np.array([-1, 1, -1, 1])[:, None] * mask, atol=1e-5)
@@ -114,7 +116,7 @@ def test_anchor_ids_and_gigpo():
   assert obs[0, 1] != obs[0, 2]
   ids = np.asarray(group.anchor_ids(batch))
   got = np.asarray(group.group_turn_advantages(batch, estimator="gigpo",
-                                               credit_mode="gigpo_mean_norm", gamma=1.0))
+                                               credit_mode="gigpo_mean_norm", gamma=1.0)[0])
   ref = np.asarray(credit.gigpo_advantages(
       np.array([-2.0, -1, -3, 0]), batch.group_id, batch.rewards, batch.turn_mask, ids,
       gamma=1.0, normalize_std=False))
@@ -127,9 +129,90 @@ def test_anchor_ids_and_gigpo():
 
 def test_unknown_credit_option_is_a_clear_error():
   m = h.models()
-  with pytest.raises(ValueError, match="supported: none, turn"):
-    algorithms.make("grpo", ml_collections.ConfigDict({"lr": 1e-3, "credit": "igpo"}), m)
+  with pytest.raises(ValueError, match="supported: none, turn, mars, igpo, a2tgpo"):
+    algorithms.make("grpo", ml_collections.ConfigDict({"lr": 1e-3, "credit": "hiper"}), m)
   with pytest.raises(ValueError, match="supported: gigpo, gigpo_mean_norm"):
     algorithms.make("gigpo", ml_collections.ConfigDict({"lr": 1e-3, "credit": "turn"}), m)
   with pytest.raises(ValueError, match="anchor"):
     algorithms.make("gigpo", ml_collections.ConfigDict({"lr": 1e-3, "anchor": "text"}), m)
+
+
+@pytest.mark.parametrize("name,credit_mode", CREDIT_PAIRS)
+def test_each_credit_option_improves_the_toy_task(name, credit_mode):
+  m, batch = h.warm()  # Its rollout recorded the tasks' answers ("I guess N").
+  config = ml_collections.ConfigDict({"lr": 3e-3, "epochs": 2, "credit": credit_mode})
+  algo = algorithms.make(name, config, m)
+  assert algo.answer_length == (32 if credit_mode in group.ANSWER_CREDITS else 0)
+  state = algo.init(jax.random.PRNGKey(0))
+  before = h.is_return(m.policy_params, batch)
+  for i in range(2):
+    state, metrics = algo.update(state, batch, jax.random.PRNGKey(i))
+  after = h.is_return(state.params["policy"], batch)
+  assert algorithms.nonfinite_losses(metrics) == []
+  if credit_mode in group.ANSWER_CREDITS:
+    assert 0 < float(metrics[f"{name}/answer_prob"]) < 1
+  if credit_mode == "a2tgpo":  # ε (1 ± β) around the base clip 0.2.
+    assert 0.14 < float(metrics[f"{name}/clip_range"]) < 0.26
+  # MARS pools a group's turns of all positions, so its advantage also rewards being a late
+  # turn: on this task it moves the policy less (measured: +0.07 after two updates).
+  assert after > before + (0.05 if credit_mode == "mars" else 0.1), (before, after)
+
+
+def random_turn_batch(seed: int, b: int = 12, k: int = 5):
+  """Ragged per-turn data on a zero batch: 3 groups of 4, random rewards, 1..k turns."""
+  rng = np.random.default_rng(seed)
+  batch = TrajectoryBatch.zeros(b, 4, k)
+  turns = rng.integers(1, k + 1, size=b)
+  turn_mask = np.arange(k)[None, :] < turns[:, None]
+  return batch.replace(rewards=rng.normal(size=(b, k)).astype(np.float32) * turn_mask,
+                       turn_mask=turn_mask, group_id=np.repeat(np.arange(b // 4), 4),
+                       role=np.repeat(rng.integers(0, 2, size=(b, 1)), 4, axis=1)
+                       ), rng.normal(size=(b, k)).astype(np.float32) - 2.0
+
+
+def test_information_gain_log_probs_by_hand():
+  lp = np.array([[-3.0, -2.0, -1.0, 9.0], [-1.0, -5.0, 9.0, 9.0]], np.float32)
+  mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], bool)
+  before, after = group.information_gain_logprobs(lp, mask)
+  np.testing.assert_allclose(before, [[-3, -2, -1, 0], [-1, 0, 0, 0]])
+  np.testing.assert_allclose(after, [[-2, -1, -1, 0], [-1, 0, 0, 0]])  # Last turn: no gain.
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_credit_options_with_grpo_equal_the_papers_functions(seed):
+  """The composition in group.py (any estimator's normalisation) reduces, with GRPO's z-score,
+  to the reference implementations in credit.py of IGPO, A²TGPO and MARS."""
+  batch, lp = random_turn_batch(seed)
+  mask, gid = batch.turn_mask, batch.group_id
+  ret = np.where(mask, batch.rewards, 0.0).sum(1)
+  before, after = group.information_gain_logprobs(lp, mask)
+  adv = lambda c, **kw: group.group_turn_advantages(  # noqa: E731
+      batch, estimator="grpo", credit_mode=c, answer_logprob=lp, gamma=0.9, **kw)
+  igpo, clip = adv("igpo")
+  ref = credit.igpo_advantages(credit.igpo_turn_rewards(before, after, ret, mask), gid, mask,
+                               gamma=0.9)
+  np.testing.assert_allclose(igpo, ref, atol=1e-5)
+  np.testing.assert_allclose(clip, 0.2 * mask)
+  for on_all in (True, False):
+    a2, clip = adv("a2tgpo", outcome_on_all_turns=on_all, lambda_ig=0.5, beta=0.3)
+    ref_adv, ref_clip = credit.a2tgpo_advantages(
+        np.where(mask, np.exp(after) - np.exp(before), 0.0), ret, gid, mask, gamma=0.9,
+        lambda_ig=0.5, outcome_on_all_turns=on_all, beta=0.3)
+    np.testing.assert_allclose(a2, ref_adv, atol=1e-5)
+    np.testing.assert_allclose(clip, ref_clip, atol=1e-6)
+  mars, _ = adv("mars")
+  turn_role = np.broadcast_to(batch.role[:, :1], mask.shape)
+  np.testing.assert_allclose(mars, credit.mars_advantages(batch.rewards, turn_role, gid, mask,
+                                                          num_roles=2, gamma=0.9), atol=1e-5)
+  # Another estimator changes the normalisation, not the signal: Dr.GRPO's IGPO is centred.
+  centred, _ = group.group_turn_advantages(batch, estimator="dr_grpo", credit_mode="igpo",
+                                           answer_logprob=lp, gamma=1.0)
+  assert not np.allclose(centred, igpo) and np.isfinite(np.asarray(centred)).all()
+
+
+def test_information_gain_credit_without_answers_is_a_clear_error():
+  m, batch = h.warm()
+  algo = algorithms.make("grpo", ml_collections.ConfigDict({"lr": 1e-3, "credit": "igpo"}), m)
+  no_answers = batch.replace(answer_tokens=np.zeros((batch.batch_size, 0), np.int32))
+  with pytest.raises(ValueError, match="answer_length=32"):
+    algo.update(algo.init(jax.random.PRNGKey(0)), no_answers, jax.random.PRNGKey(0))

@@ -108,3 +108,22 @@ def test_strong_policy_beats_weak_policy(name):
     returns = [envs.play(env, policies, seed=s, rng=s)[0].episode_return for s in range(60)]
     return float(np.mean(returns))
   assert mean_return("strong") > mean_return("weak")
+
+
+ANSWERED = ("twenty_questions", "twenty_questions_subset", "guess_my_city", "wordle", "wilt",
+            "arithmetic_try_again")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_answer_solves_the_task_at_once(name):
+  """The ground-truth answer (information-gain credit scores it) is a winning first action;
+  environments without a single answer say None."""
+  env = envs.make(name)
+  for seed in (3, 11):
+    env.reset(seed)
+    answer = env.reference_answer()
+    if name not in ANSWERED:
+      assert answer is None
+      continue
+    step = env.step(answer)
+    assert step.done and step.info["success"], (name, seed, answer, step.observation)

@@ -74,3 +74,12 @@ def test_smoke_variant_trains_end_to_end(name, algorithm, data_dir, tmp_path):
   assert algorithms.nonfinite_losses(final) == []
   assert "eval/mean_return" in rows[-1]
   assert ("eval_greedy/mean_return" in rows[-1]) == bool(config.eval.greedy)
+
+
+def test_information_gain_credit_trains_end_to_end(data_dir, tmp_path):
+  """The trainer asks the rollout for the answers the algorithm scores (A²TGPO)."""
+  config = configs.load_config("group.py:smoke,env=twenty_questions", [
+      f"data_dir={data_dir}", "algorithm.credit=a2tgpo", "train.total_iterations=1"])
+  final = trainer.train(config, str(tmp_path))
+  assert algorithms.nonfinite_losses(final) == []
+  assert 0 < final["grpo/answer_prob"] < 1 and final["grpo/clip_range"] > 0

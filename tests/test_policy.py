@@ -28,3 +28,34 @@ def test_logprobs_equal_the_samplers_and_entropy_matches_numpy():
   np.testing.assert_allclose(out.entropy[0, 10], -(p * np.log(p)).sum(), rtol=1e-5)
   np.testing.assert_allclose(policy.sequence_logprob(out.logprobs, b.action_mask),
                              np.where(actions, b.behaviour_logprobs, 0).sum(-1), atol=1e-4)
+
+
+def test_answer_logprobs_equal_scoring_each_truncated_conversation():
+  """Per turn: the conversation up to the turn's first action token, then the answer, scored
+  alone without padding (a slow, obvious reference); edge rows have no answer or few turns."""
+  tok, lm = test_rollout.tokenizer(), test_rollout.lm()
+  result = rollout.rollout(lm, lambda: toy_envs.GuessNumber(), [0, 1, 2], tokenizer=tok,
+                           max_tokens=160, rng=jax.random.PRNGKey(3), answer_length=8)
+  b = result.batch
+  answers = np.array(b.answer_tokens)
+  answers[2] = -1  # A row without an answer.
+  k = b.rewards.shape[1]
+  evaluate = jax.jit(policy.evaluate, static_argnums=1)
+  got = np.asarray(jax.jit(policy.answer_logprobs, static_argnums=(1, 8))(
+      lm.params, lm.config, b.tokens, b.positions, b.attention_mask, b.action_mask,
+      b.turn_index, answers, k))
+  assert got.shape == (3, k)
+  tokens, turn = np.asarray(b.tokens), np.asarray(b.turn_index)
+  for row in range(3):
+    ans = answers[row][answers[row] >= 0]
+    for t in range(k):
+      starts = np.flatnonzero(turn[row] == t)
+      if len(starts) == 0 or len(ans) == 0:
+        assert got[row, t] == 0
+        continue
+      seq = np.concatenate([tokens[row, :starts[0]], ans])
+      n = len(seq)  # Right padding to one width (one compile) is causally invisible.
+      lp = np.asarray(evaluate(lm.params, lm.config, np.pad(seq, (0, 176 - n))[None],
+                               np.arange(176)[None], (np.arange(176) < n)[None]).logprobs)[0]
+      np.testing.assert_allclose(got[row, t], lp[starts[0]:n].mean(), atol=1e-5)
+  assert (got[:2, 0] < 0).all() and b.turn_mask[:2, 1].any()

@@ -187,3 +187,24 @@ def test_sampling_config_must_stop_at_end_of_turn():
                                                  pad_token=tok.pad_id))
   with pytest.raises(ValueError, match="stop_token"):
     rollout.rollout(bad, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok, max_tokens=64)
+
+
+def test_rollout_records_reference_answers():
+  tok = tokenizer()
+  result = rollout.rollout(toy_envs.bisect_policy, toy_envs.GuessNumber, [0, 1], tokenizer=tok,
+                           max_tokens=160, group_size=2, answer_length=8)
+  answers = np.asarray(result.batch.validate().answer_tokens)
+  assert answers.shape == (4, 8)
+  for row, episode in zip(answers, result.episodes):
+    ids = row[row >= 0]
+    assert ids[-1] == tok.end_of_turn_id and (row[len(ids):] == -1).all()
+    assert tok.decode(ids[:-1].tolist()) == f"I guess {episode.task_id}"
+  # Without answer_length the field is empty; a game has no answer; too narrow is an error.
+  assert rollout.rollout(toy_envs.bisect_policy, toy_envs.GuessNumber, [0], tokenizer=tok,
+                         max_tokens=160).batch.answer_tokens.shape == (1, 0)
+  games = rollout.rollout(toy_envs.nim_policy, toy_envs.Nim, [0], tokenizer=tok,
+                          max_tokens=160, answer_length=4).batch
+  assert (np.asarray(games.answer_tokens) == -1).all() and games.answer_tokens.shape == (2, 4)
+  with pytest.raises(ValueError, match="answer_length=2"):
+    rollout.rollout(toy_envs.bisect_policy, toy_envs.GuessNumber, [0], tokenizer=tok,
+                    max_tokens=160, answer_length=2)

@@ -28,6 +28,9 @@ class GuessNumber(Env):
   def instructions(self, role: int = 0) -> str:
     return "Guess my number between 1 and 8."
 
+  def reference_answer(self) -> str:
+    return f"I guess {self.target}"
+
   def _reset(self, rng):
     self.target = int(rng.integers(1, 9))
     self.task_id = str(self.target)

@@ -95,6 +95,9 @@ class Algorithm:
   acting_policy: Callable[[TrainState, Any], Any] | None = None
   #: data == "offline": keeps part of the dataset's episodes (offline filtered BC).
   episode_filter: Callable[[list], list] | None = None
+  #: Width L of `batch.answer_tokens` the rollout must record (`rollout(answer_length=L)`):
+  #: > 0 for information-gain credit (IGPO, A²TGPO), else 0.
+  answer_length: int = 0
 
   def __post_init__(self):
     if self.data not in DATA_KINDS:

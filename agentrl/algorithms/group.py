@@ -20,17 +20,40 @@ Episode return Rᵢ = Σ_k rᵢ,ₖ over the valid turns (`turn_mask`). Estimato
                 advantage plus a step advantage of the discounted return-to-go within the
                 anchor-state bucket (same group, same state).
 
-Singleton groups give 0 (see `advantages`). Multi-turn credit (`credit`):
+Singleton groups give 0 (see `advantages`). Multi-turn credit (`credit`). Each option says
+which per-turn signal is normalised and over which group; the estimator supplies the
+normalisation N (GRPO's z-score, Dr.GRPO's centring, RLOO's leave-one-out, REINFORCE++'s batch
+whitening), so every option works with every estimator:
 
   grpo, dr_grpo, rloo, reinforce_pp:
-    "none"   (default) the episode advantage Âᵢ on every turn of the episode.
+    "none"   (default) the episode advantage Âᵢ = N(Rᵢ) over group g on every turn.
     "turn"   the discounted return-to-go G_{i,k} = Σ_{k' ≥ k} γ^{k'−k} r_{i,k'} of each turn
              replaces Rᵢ, and the group baseline runs over the turns at the same position k of
              the group's episodes (group key (g, k)): a time-dependent group baseline.
+    "mars"   MARS's per-agent turn advantage: G_{i,k} normalised over every valid turn of
+             the same (group, role) (a row is one role's view, so its turns are that agent's);
+             with grpo it equals `credit.mars_advantages`.
+    "igpo"   IGPO's information-gain turn rewards: r_{i,k} = p_{i,k+1} − p_{i,k} with
+             p = exp(mean log π(answer | context before turn k)) (`policy.answer_logprobs` on
+             `batch.answer_tokens`), and the outcome Rᵢ on the last valid turn
+             (`credit.igpo_turn_rewards`); A_{i,k} = Σ_{k' ≥ k} γ^{k'−k} N(r)_{i,k'} with N over
+             all valid turn rewards of group g. With grpo it equals `credit.igpo_advantages`.
+    "a2tgpo" A²TGPO: IG_{i,k} = p_{i,k+1} − p_{i,k} (0 on the last valid turn, the answer),
+             normalised per (g, k), accumulated with the variance rescaling 1/√(turns left),
+             plus λ_o N(Rᵢ) on every turn (`outcome_on_all_turns`) or the last one, and
+             adaptive clip ranges ε_{i,k} = ε (1 + β (2σ(ÎG_{i,k}) − 1)) on the turn's tokens.
+             With grpo it equals `credit.a2tgpo_advantages`.
   gigpo:
     "gigpo"             (default) the paper's mean_std_norm mode (divide by the group stds).
     "gigpo_mean_norm"   verl-agent's mean_norm mode (centre only).
 Any other value raises a ValueError that lists the supported ones.
+
+Information gain needs each row's ground-truth answer: `Algorithm.answer_length` > 0 asks the
+rollout to record `env.reference_answer()` into `batch.answer_tokens`. The answer log-probs
+are computed inside the update with the parameters before the step (the sampling policy when
+the batch is fresh), at the sampler's temperature. Environments without an answer (navigation,
+games) give p = 1 on every turn, hence no information gain: igpo and a2tgpo then reduce to
+their outcome terms.
 
 Anchor states (GiGPO). A text environment's state is the conversation so far, so the anchor id
 of turn k is a hash of the tokens before turn k's first action token, computed inside the jitted
@@ -56,6 +79,9 @@ Config (`config.algorithm`):
   omega                 gigpo: weight ω of the step advantage (1.0)
   anchor                gigpo: "history" (default) or "observation", see above
   episode_stats_over_steps   gigpo: weight episode statistics by the number of turns (True)
+  answer_length         igpo, a2tgpo: width L of `batch.answer_tokens` (32)
+  lambda_ig, lambda_outcome, outcome_on_all_turns, beta   a2tgpo: mixing weights (1, 1), where
+                        the outcome advantage goes (True: every turn), clip adaptation β (0.3)
   aggregation           loss aggregation (see losses.aggregate); default per estimator above,
                         "token-mean" for rloo, reinforce_pp and gigpo (verl's default)
   max_tokens            constant of seq-mean-token-sum-norm (default: the batch width T)
@@ -70,6 +96,7 @@ Config (`config.algorithm`):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -83,14 +110,18 @@ from agentrl.types import TrajectoryBatch
 Array = jax.Array
 
 ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "gigpo")
+#: Credit options of the baseline estimators (see the module docstring).
+CREDITS = ("none", "turn", "mars", "igpo", "a2tgpo")
 #: Supported `config.credit` values per estimator; the first one is the default.
 CREDIT_OPTIONS = {
-    "grpo": ("none", "turn"),
-    "dr_grpo": ("none", "turn"),
-    "rloo": ("none", "turn"),
-    "reinforce_pp": ("none", "turn"),
+    "grpo": CREDITS,
+    "dr_grpo": CREDITS,
+    "rloo": CREDITS,
+    "reinforce_pp": CREDITS,
     "gigpo": ("gigpo", "gigpo_mean_norm"),
 }
+#: Credit options that read `batch.answer_tokens` (information gain).
+ANSWER_CREDITS = ("igpo", "a2tgpo")
 ANCHOR_MODES = ("history", "observation")
 _DEFAULT_AGGREGATION = {"grpo": "seq-mean-token-mean", "dr_grpo": "seq-mean-token-sum-norm"}
 _HASH_MULT = 0x01000193  # The 32-bit FNV prime, as the multiplier of the polynomial hash.
@@ -136,47 +167,100 @@ def anchor_ids(batch: TrajectoryBatch, *, mode: str = "history") -> Array:
   return advantages.tokens_to_turns(before, first, turn, batch.rewards.shape[1])
 
 
+def information_gain_logprobs(answer_logprob: Array, turn_mask: Array) -> tuple[Array, Array]:
+  """(before, after) log-probs of the answer around each turn, [B, K] each.
+
+  before_k = log p_k (context before turn k), after_k = log p_{k+1} for every valid turn but
+  the last; the last valid turn gets after = before (no information gain: the episode ended
+  with it). Feeds `credit.igpo_turn_rewards`; exp(after) − exp(before) is A²TGPO's IG.
+  """
+  turn_mask = turn_mask.astype(bool)
+  nxt = jnp.pad(answer_logprob[:, 1:], ((0, 0), (0, 1)))
+  has_next = jnp.pad(turn_mask[:, 1:], ((0, 0), (0, 1)))
+  before = jnp.where(turn_mask, answer_logprob, 0.0)
+  return before, jnp.where(turn_mask & has_next, nxt, before)
+
+
+def _normalize(values: Array, ids: Array, mask: Array, *, estimator: str, eps, unbiased_std,
+               group_baseline: bool) -> Array:
+  """The estimator's group normalisation N of flat values [N] grouped by `ids` in [0, N)."""
+  if estimator in ("grpo", "dr_grpo"):
+    return advantages.grpo_advantages(values, ids, mask, eps=1e-6 if eps is None else eps,
+                                      normalize_std=estimator == "grpo",
+                                      unbiased_std=bool(unbiased_std))
+  if estimator == "rloo":
+    return advantages.rloo_advantages(values, ids, mask)
+  return advantages.reinforce_pp_advantages(values, mask, group_id=ids if group_baseline
+                                            else None, eps=1e-8 if eps is None else eps)
+
+
 def group_turn_advantages(batch: TrajectoryBatch, *, estimator: str, credit_mode: str,
                           gamma: float = 1.0, eps: float | None = None,
                           unbiased_std: bool | None = None, group_baseline: bool = False,
                           omega: float = 1.0, anchor: str = "history",
-                          episode_stats_over_steps: bool = True) -> Array:
-  """Per-turn advantages [B, K] of `estimator` with multi-turn credit `credit_mode`.
+                          episode_stats_over_steps: bool = True,
+                          answer_logprob: Array | None = None, lambda_ig: float = 1.0,
+                          lambda_outcome: float = 1.0, outcome_on_all_turns: bool = True,
+                          clip_eps: float = 0.2, beta: float = 0.3) -> tuple[Array, Array]:
+  """Per-turn advantages [B, K] of `estimator` with multi-turn credit `credit_mode`, and the
+  per-turn PPO clip ε [B, K] (`clip_eps` everywhere except under a2tgpo).
 
   See the module docstring for the formulas; 0 on masked turns. `eps` and `unbiased_std`
-  default per estimator (None).
+  default per estimator (None). `answer_logprob` [B, K] (`policy.answer_logprobs`) is needed
+  by the information-gain options.
   """
   check_options(estimator, credit_mode)
   turn_mask = batch.turn_mask.astype(bool)
   rewards = batch.rewards.astype(jnp.float32)
   group_id = batch.group_id
   b, k = rewards.shape
+  clip = jnp.where(turn_mask, clip_eps, 0.0)
   if estimator == "gigpo":
     anchor_id = anchor_ids(batch, mode=anchor)
     return credit.gigpo_advantages(
         episode_returns(rewards, turn_mask), group_id, rewards, turn_mask, anchor_id,
         gamma=gamma, omega=omega, normalize_std=credit_mode == "gigpo",
         unbiased_std=True if unbiased_std is None else unbiased_std,
-        episode_stats_over_steps=episode_stats_over_steps, eps=1e-6 if eps is None else eps)
+        episode_stats_over_steps=episode_stats_over_steps,
+        eps=1e-6 if eps is None else eps), clip
 
+  norm = functools.partial(_normalize, estimator=estimator, eps=eps, unbiased_std=unbiased_std,
+                           group_baseline=group_baseline)
+  ret = episode_returns(rewards, turn_mask)
+  turn_group = (group_id[:, None] * k + jnp.arange(k)[None, :]).reshape(-1)
+  episode_group = jnp.broadcast_to(group_id[:, None], (b, k)).reshape(-1)
+  flat = lambda x: x.reshape(-1)  # noqa: E731
+  no_dones = jnp.zeros_like(turn_mask)
   if credit_mode == "none":
-    values, ids, mask = episode_returns(rewards, turn_mask), group_id, turn_mask.any(axis=1)
-  else:  # "turn": return-to-go, grouped by (episode group, turn position).
+    adv = norm(ret, group_id, turn_mask.any(axis=1))[:, None]
+  elif credit_mode == "turn":  # Return-to-go, grouped by (episode group, turn position).
     rtg = advantages.discounted_returns(rewards, batch.dones, turn_mask, gamma=gamma)
-    values, mask = rtg.reshape(-1), turn_mask.reshape(-1)
-    ids = (group_id[:, None] * k + jnp.arange(k)[None, :]).reshape(-1)
-  unbiased = bool(unbiased_std)
-  if estimator in ("grpo", "dr_grpo"):
-    adv = advantages.grpo_advantages(values, ids, mask, eps=1e-6 if eps is None else eps,
-                                     normalize_std=estimator == "grpo", unbiased_std=unbiased)
-  elif estimator == "rloo":
-    adv = advantages.rloo_advantages(values, ids, mask)
+    adv = norm(flat(rtg), turn_group, flat(turn_mask)).reshape(b, k)
+  elif credit_mode == "mars":  # Return-to-go, grouped by (episode group, role), all turns.
+    rtg = advantages.discounted_returns(rewards, no_dones, turn_mask, gamma=gamma)
+    role = jnp.broadcast_to(batch.role[:, :1], (b, k))
+    ids = credit.pair_ids(jnp.broadcast_to(group_id[:, None], (b, k)), role)
+    adv = norm(flat(rtg), flat(ids), flat(turn_mask)).reshape(b, k)
   else:
-    adv = advantages.reinforce_pp_advantages(values, mask, group_id=ids if group_baseline
-                                             else None, eps=1e-8 if eps is None else eps)
-  if credit_mode == "none":
-    return jnp.where(turn_mask, adv[:, None], 0.0)
-  return jnp.where(turn_mask, adv.reshape(b, k), 0.0)
+    if answer_logprob is None:
+      raise ValueError(f"credit={credit_mode!r} needs the answer log-probs "
+                       "(policy.answer_logprobs).")
+    before, after = information_gain_logprobs(answer_logprob, turn_mask)
+    if credit_mode == "igpo":
+      r = credit.igpo_turn_rewards(before, after, ret, turn_mask)
+      z = norm(flat(r), episode_group, flat(turn_mask)).reshape(b, k)
+      adv = advantages.discounted_returns(z, no_dones, turn_mask, gamma=gamma)
+    else:  # a2tgpo
+      ig = jnp.where(turn_mask, jnp.exp(after) - jnp.exp(before), 0.0)
+      ig_hat = norm(flat(ig), turn_group, flat(turn_mask)).reshape(b, k)
+      acc = advantages.discounted_returns(ig_hat, no_dones, turn_mask, gamma=gamma)
+      left = jnp.cumsum(turn_mask[:, ::-1].astype(jnp.float32), axis=1)[:, ::-1]
+      out_turn = turn_mask if outcome_on_all_turns else turn_mask & (left == 1.0)
+      a_out = norm(ret, group_id, turn_mask.any(axis=1))
+      adv = (lambda_ig * acc / jnp.sqrt(jnp.maximum(left, 1.0))
+             + lambda_outcome * jnp.where(out_turn, a_out[:, None], 0.0))
+      clip = clip_eps * (1.0 + beta * (2.0 * jax.nn.sigmoid(ig_hat) - 1.0))
+  return jnp.where(turn_mask, adv, 0.0), jnp.where(turn_mask, clip, 0.0)
 
 
 def check_options(estimator: str, credit_mode: str) -> None:
@@ -196,8 +280,9 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
                            aggregation: str) -> Callable:
   """The optimisation half of a critic-free update, shared with `self_play`.
 
-  Returns `step(state, batch, token_advantages, rng) -> (params, opt_state, metrics)`, to be
-  called inside a jitted update: `epochs` passes of `minibatches` equal row slices, each one
+  Returns `step(state, batch, token_advantages, rng, clip_scale=None) -> (params, opt_state,
+  metrics)`, to be called inside a jitted update (`clip_scale` [B, T] multiplies the clip
+  range token by token): `epochs` passes of `minibatches` equal row slices, each one
   optimizer step on the clipped surrogate (+ kl_coef · KL to `state.frozen["reference"]`
   − entropy_coef · entropy). Metrics are averaged over the steps; `nonfinite/<name>_loss` is
   the maximum (raised if any step was skipped).
@@ -222,9 +307,12 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
     out = policy.evaluate(params, cfg, mb["tokens"], mb["positions"], mb["attention_mask"],
                           temperature=temperature)
     kw = dict(aggregation=aggregation, max_tokens=max_tokens)
+    low, high = clip_eps, clip_high
+    if "clip_scale" in mb:  # Per-token clip ranges (A²TGPO): both ends scaled alike.
+      low = clip_eps * mb["clip_scale"]
+      high = None if clip_high is None else clip_high * mb["clip_scale"]
     pg, pgm = losses.ppo_clip_loss(out.logprobs, mb["behaviour"], mb["advantages"], mb["mask"],
-                                   clip_low=clip_eps, clip_high=clip_high, dual_clip=dual_clip,
-                                   **kw)
+                                   clip_low=low, clip_high=high, dual_clip=dual_clip, **kw)
     total = pg
     metrics = {"pg_loss": pg, "clip_fraction": pgm["clip_fraction"],
                "approx_kl": pgm["approx_kl"], "ratio_mean": pgm["ratio_mean"]}
@@ -249,7 +337,8 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
                                                name=loss_name)
     return (params, opt_state), {**metrics, **guard}
 
-  def step(state: TrainState, batch: TrajectoryBatch, token_advantages: Array, rng: Array):
+  def step(state: TrainState, batch: TrajectoryBatch, token_advantages: Array, rng: Array,
+           clip_scale: Array | None = None):
     b = batch.tokens.shape[0]
     if b % minibatches:
       raise ValueError(f"{name}: batch size {b} is not divisible by minibatches={minibatches}.")
@@ -257,6 +346,8 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
     data = {"tokens": batch.tokens, "positions": batch.positions,
             "attention_mask": batch.attention_mask, "mask": mask,
             "behaviour": batch.behaviour_logprobs, "advantages": token_advantages}
+    if clip_scale is not None:
+      data["clip_scale"] = clip_scale
     if kl_coef:
       ref = policy.evaluate(state.frozen["reference"], cfg, batch.tokens, batch.positions,
                             batch.attention_mask, temperature=temperature)
@@ -313,7 +404,17 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
       eps=config.get("eps", None), unbiased_std=config.get("unbiased_std", None),
       group_baseline=bool(config.get("group_baseline", False)),
       omega=float(config.get("omega", 1.0)), anchor=anchor,
-      episode_stats_over_steps=bool(config.get("episode_stats_over_steps", True)))
+      episode_stats_over_steps=bool(config.get("episode_stats_over_steps", True)),
+      lambda_ig=float(config.get("lambda_ig", 1.0)),
+      lambda_outcome=float(config.get("lambda_outcome", 1.0)),
+      outcome_on_all_turns=bool(config.get("outcome_on_all_turns", True)),
+      clip_eps=float(config.get("clip_eps", 0.2)), beta=float(config.get("beta", 0.3)))
+  needs_answers = credit_mode in ANSWER_CREDITS
+  answer_length = int(config.get("answer_length", 32)) if needs_answers else 0
+  if needs_answers and answer_length < 1:
+    raise ValueError(f"{name}: credit={credit_mode!r} needs answer_length >= 1; got "
+                     f"{answer_length}.")
+  temperature = float(config.get("temperature", models.sampling.temperature or 1.0))
   aggregation = config.get("aggregation", _DEFAULT_AGGREGATION.get(estimator, "token-mean"))
   if aggregation not in losses.AGGREGATIONS:
     raise ValueError(f"{name}: aggregation={aggregation!r}; valid: "
@@ -326,10 +427,27 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
     return init_state(config, models, tx)
 
   def update(state: TrainState, batch: TrajectoryBatch, rng):
-    turn_adv = group_turn_advantages(batch, **adv_kwargs)
-    token_adv = advantages.turns_to_tokens(turn_adv, batch.turn_index, batch.action_mask)
-    params, opt_state, metrics = pg_step(state, batch, token_adv, rng)
     turn_mask = batch.turn_mask.astype(bool)
+    extra, answer_lp = {}, None
+    if needs_answers:
+      if batch.answer_tokens.shape[1] == 0:
+        raise ValueError(f"{name}: credit={credit_mode!r} needs batch.answer_tokens; roll out "
+                         f"with answer_length={answer_length} (Algorithm.answer_length).")
+      answer_lp = jax.lax.stop_gradient(policy.answer_logprobs(
+          state.params["policy"], models.policy_config, batch.tokens, batch.positions,
+          batch.attention_mask, batch.action_mask, batch.turn_index, batch.answer_tokens,
+          turn_mask.shape[1], temperature=temperature))
+      before, after = information_gain_logprobs(answer_lp, turn_mask)
+      extra[f"{name}/answer_prob"] = _masked_stats(jnp.exp(before), turn_mask)[0]
+      extra[f"{name}/info_gain"] = _masked_stats(jnp.exp(after) - jnp.exp(before), turn_mask)[0]
+    turn_adv, turn_clip = group_turn_advantages(batch, answer_logprob=answer_lp, **adv_kwargs)
+    to_tokens = lambda x: advantages.turns_to_tokens(x, batch.turn_index, batch.action_mask)  # noqa: E731
+    token_adv = to_tokens(turn_adv)
+    clip_scale = None
+    if credit_mode == "a2tgpo":
+      clip_scale = to_tokens(turn_clip / adv_kwargs["clip_eps"])
+      extra[f"{name}/clip_range"] = _masked_stats(turn_clip, turn_mask)[0]
+    params, opt_state, metrics = pg_step(state, batch, token_adv, rng, clip_scale)
     adv_mean, adv_std = _masked_stats(turn_adv, turn_mask)
     ret_mean, _ = _masked_stats(episode_returns(batch.rewards, turn_mask), turn_mask.any(1))
     metrics = {**{f"{name}/{k}": v for k, v in metrics.items() if "/" not in k},
@@ -337,9 +455,10 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
                f"{name}/adv_mean": adv_mean, f"{name}/adv_std": adv_std,
                f"{name}/return_mean": ret_mean,
                f"{name}/zero_adv_fraction": _masked_stats(
-                   (turn_adv == 0).astype(jnp.float32), turn_mask)[0]}
+                   (turn_adv == 0).astype(jnp.float32), turn_mask)[0], **extra}
     state = state.replace(step=state.step + 1, params={**state.params, "policy": params},
                           opt_states={**state.opt_states, "policy": opt_state})
     return state, metrics
 
-  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))
+  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update),
+                   answer_length=answer_length)

@@ -126,6 +126,9 @@ class ArithmeticTryAgain(Env):
     self.answer = 0
     self.given: set[Fraction] = set()
 
+  def reference_answer(self) -> str:
+    return f"The answer is {self.answer}."
+
   def instructions(self, role: int = 0) -> str:
     del role
     return ("Solve the arithmetic problem. Reply with the answer as a number; the last number "

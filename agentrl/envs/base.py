@@ -142,6 +142,13 @@ class Env(abc.ABC):
     del role
     return ""
 
+  def reference_answer(self) -> str | None:
+    """The ground-truth final action of the current task (the correct guess, rule or answer),
+    phrased as the strong scripted policy would say it; None where a task has no single answer
+    (navigation, games). Information-gain credit (IGPO, A2TGPO) measures the policy's
+    probability of this text after each turn."""
+    return None
+
   def messages(self, role: int = 0) -> list[dict[str, str]]:
     """The conversation so far as `role` saw it (system prompt excluded)."""
     return list(self._messages[role])

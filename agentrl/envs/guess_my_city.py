@@ -396,6 +396,9 @@ class GuessMyCity(Env):
     super().__init__(max_turns=max_turns)
     self.city = 0
 
+  def reference_answer(self) -> str:
+    return f"Is it {CITIES[self.city].name}?"
+
   def instructions(self, role: int = 0) -> str:
     del role
     return ("Let's play Guess My City. I am thinking of one of the 100 largest cities of the "

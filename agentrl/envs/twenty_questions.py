@@ -315,6 +315,9 @@ class TwentyQuestions(Env):
     self.word_ids = np.asarray(SUBSET_IDS if self.subset else range(len(WORDS)), np.int64)
     self._word = -1
 
+  def reference_answer(self) -> str:
+    return guess_question(self._word)
+
   def instructions(self, role: int = 0) -> str:
     del role
     text = (

@@ -452,6 +452,9 @@ class Wilt(Env):
     self.history: list[tuple[tuple[int, int, int], bool]] = []
     self._fn: Fn | None = None
 
+  def reference_answer(self) -> str:
+    return f"rule: {self.rule}"
+
   def instructions(self, role: int = 0) -> str:
     del role
     return (f"I have a hidden rule about triples of integers (x, y, z). Find it. Each turn, "

@@ -180,6 +180,9 @@ class Wordle(Env):
     #: (guess, pattern code) of every valid guess so far.
     self.history: list[tuple[str, int]] = []
 
+  def reference_answer(self) -> str:
+    return _guess_text(self.hidden)
+
   def instructions(self, role: int = 0) -> str:
     del role
     return (f"Let's play Wordle. Guess the hidden five-letter English word in "

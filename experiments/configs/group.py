@@ -6,9 +6,14 @@ r"""Critic-free group policy gradients: GRPO, Dr.GRPO, RLOO, REINFORCE++ and GiG
 
 Each iteration rolls out `rollout.group_size` episodes per task seed (the group) and takes
 one update on them (`agentrl/algorithms/group.py`). `algorithm.name` picks the estimator,
-`algorithm.credit` the multi-turn credit ("none": the episode advantage on every turn;
-"turn": return-to-go with a per-turn-position group baseline; gigpo: "gigpo" or
-"gigpo_mean_norm").
+`algorithm.credit` the multi-turn credit, for every estimator but gigpo: "none" (the episode
+advantage on every turn), "turn" (return-to-go with a per-turn-position group baseline),
+"mars" (return-to-go normalised per (group, role)), "igpo" or "a2tgpo" (information gain about
+the task's ground-truth answer; environments with one: twenty_questions, guess_my_city, wordle,
+wilt, arithmetic_try_again); for gigpo "gigpo" or "gigpo_mean_norm":
+
+  python -m experiments.train --config=experiments/configs/group.py:cpu,env=wilt \
+      --config.algorithm.credit=a2tgpo
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a.entropy_coef = 0.0
   a.omega = 1.0  # GiGPO: weight of the step (anchor-state) advantage.
   a.anchor = "history"  # GiGPO anchor states: "history" or "observation".
+  a.answer_length = 32  # igpo, a2tgpo: tokens kept of each task's ground-truth answer.
+  a.lambda_ig = 1.0  # a2tgpo: weight of the accumulated information-gain advantage.
+  a.lambda_outcome = 1.0  # a2tgpo: weight of the outcome (episode-return) advantage.
+  a.beta = 0.3  # a2tgpo: clip ranges ε(1 ± β) by the turn's normalised information gain.
   c.rollout.seeds_per_iteration = {"smoke": 2, "cpu": 8, "paper": 32}[variant]
   c.rollout.group_size = {"smoke": 2, "cpu": 8, "paper": 8}[variant]  # G.
   if variant == "smoke":
