@@ -15,7 +15,9 @@ are inactive: they neither write to the cache nor sample.
 
 In two-player games each (episode, role) pair is its own row: a role sees only its own
 observations, so hidden information (Kuhn poker's cards) stays hidden, and `role` in the
-batch is that row's role.
+batch is that row's role. `opponents` hands roles to fixed scripted policies (evaluation
+against the Nash or minimax player): those roles act without the policy and their rows are
+left out of the result, so its batch, episodes and stats are the policy's side only.
 
 `encode_episodes` turns text episodes (offline datasets) into the same `TrajectoryBatch`.
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -116,7 +118,8 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
             tokenizer: Tokenizer, max_tokens: int, group_size: int = 1,
             max_turns: int | None = None, rng: jax.Array | int | None = None,
             env_kwargs: dict | None = None, cache_tokens: int | None = None,
-            system_prompt: bool = True, answer_length: int = 0) -> RolloutResult:
+            system_prompt: bool = True, answer_length: int = 0,
+            opponents: Mapping[int, Policy] | None = None) -> RolloutResult:
   """Plays `group_size` episodes of every task seed in `seeds` and returns them as a batch.
 
   Args:
@@ -140,9 +143,11 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
     answer_length: L, the width of `batch.answer_tokens`: each row gets its task's
       `env.reference_answer()` tokenized, end-of-turn appended (-1 padding; all -1 where the
       environment has none). 0 (default) records no answers.
+    opponents: {role: scripted policy} for roles that a fixed opponent plays; they are not
+      part of the result (at least one role must be left to `policy`).
 
   Returns:
-    A `RolloutResult` with B = len(seeds) * group_size * num_roles rows.
+    A `RolloutResult` with B = len(seeds) * group_size * (num_roles - len(opponents)) rows.
   """
   if group_size < 1:
     raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -152,10 +157,15 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
   episodes_envs = [make() for _ in tasks]
   num_roles = episodes_envs[0].num_roles if episodes_envs else 1
   max_turns = max_turns or (episodes_envs[0].max_turns if episodes_envs else 1)
+  opponents = dict(opponents or {})
+  if any(not 0 <= role < num_roles for role in opponents) or len(opponents) >= num_roles:
+    raise ValueError(f"opponents={sorted(opponents)}: roles must lie in [0, {num_roles}) and "
+                     "leave at least one role to the policy.")
   is_lm = isinstance(policy, LMPolicy)
   if is_lm:
     _check_sampling(policy.sampling, tokenizer)
     rng = jax.random.PRNGKey(0) if rng is None else rng
+    np_rng = np.random.default_rng(0)  # For the opponents' moves.
   else:
     np_rng = np.random.default_rng(0 if rng is None else rng)
 
@@ -181,18 +191,30 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
   separator = tokenizer.turn_separator()
   cut = np.zeros(len(rows), bool)
   policy_tokens = 0
+  def scripted(r: int, act: Policy) -> tuple[list[int], list[float]] | None:
+    """A scripted move of row r as tokens (None, and the row cut, if it does not fit)."""
+    text = envs_lib.base.as_text(act(episodes_envs[r // num_roles], np_rng))
+    ids = tokenizer.encode(text) + [tokenizer.end_of_turn_id]
+    if len(rows[r].tokens) + len(ids) + len(separator) > max_tokens:
+      cut[r] = True
+      return None
+    return ids, [0.0] * len(ids)
+
   while True:
     acting = [row_of(e, s.to_play) for e, s in enumerate(steps)
               if not s.last and not cut[row_of(e, s.to_play)]]
+    fixed = [r for r in acting if r % num_roles in opponents]
+    acting = [r for r in acting if r % num_roles not in opponents]
     if is_lm:  # Worst case: a full utterance, a closing end-of-turn, the separator.
       worst = policy.sampling.max_new_tokens + 1 + len(separator)
       for r in acting:
         cut[r] |= len(rows[r].tokens) + worst > max_tokens
       acting = [r for r in acting if not cut[r]]
-    if not acting:
+    if not acting and not fixed:
       break
     t0 = time.perf_counter()
-    if is_lm:
+    utterances = {}
+    if is_lm and acting:
       chunk_len = sampling_lib.bucket_length(max(len(rows[r].pending) for r in acting))
       if cache.max_length - int(cache.end) < chunk_len + policy.sampling.max_new_tokens:
         cut[acting] = True  # The shared cache is full: the running rows stop here.
@@ -217,20 +239,16 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
                                      np.asarray(out.lengths))
       utterances = {r: (out_tokens[r, :lengths[r]].tolist(), out_lp[r, :lengths[r]].tolist())
                     for r in acting}
-    else:
-      utterances = {}
-      for r in acting:
-        text = envs_lib.base.as_text(policy(episodes_envs[r // num_roles], np_rng))
-        ids = tokenizer.encode(text) + [tokenizer.end_of_turn_id]
-        if len(rows[r].tokens) + len(ids) + len(separator) > max_tokens:
-          cut[r] = True
-        else:
-          utterances[r] = (ids, [0.0] * len(ids))
+    elif not is_lm:
+      utterances = {r: move for r in acting if (move := scripted(r, policy)) is not None}
     policy_seconds += time.perf_counter() - t0
+    for r in fixed:
+      if (move := scripted(r, opponents[r % num_roles])) is not None:
+        utterances[r] = move
 
     for r, (ids, logprobs) in utterances.items():
       e, row = r // num_roles, rows[r]
-      policy_tokens += len(ids)
+      policy_tokens += len(ids) if r % num_roles not in opponents else 0
       row.pending = []
       row.add_action(ids, logprobs)
       if ids[-1] != tokenizer.end_of_turn_id:  # Budget hit: close the turn as context.
@@ -251,16 +269,16 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
         else:
           rows[nxt].add_context(ids)
 
-  episodes = []
-  for e, recorder in enumerate(recorders):
-    for role, episode in enumerate(recorder.episodes):
-      episodes.append(episode)
-  batch = _rows_to_batch(rows, episodes, [group_of[r // num_roles] for r in range(len(rows))],
+  keep = [r for r in range(len(rows)) if r % num_roles not in opponents]
+  episodes = [recorders[r // num_roles].episodes[r % num_roles] for r in keep]
+  batch = _rows_to_batch([rows[r] for r in keep], episodes,
+                         [group_of[r // num_roles] for r in keep],
                          max_tokens=max_tokens, max_turns=max_turns, pad_id=tokenizer.pad_id)
   if answer_length:
-    answers = [answer_ids(tokenizer, env_obj, answer_length) for env_obj in episodes_envs]
-    batch = batch.replace(answer_tokens=np.repeat(np.asarray(answers, np.int32).reshape(
-        len(episodes_envs), answer_length), num_roles, axis=0))
+    answers = {e: answer_ids(tokenizer, env_obj, answer_length)
+               for e, env_obj in enumerate(episodes_envs)}
+    batch = batch.replace(answer_tokens=np.asarray(
+        [answers[r // num_roles] for r in keep], np.int32).reshape(len(keep), answer_length))
   returns = np.array([ep.episode_return for ep in episodes])
   turns = np.array([ep.num_turns for ep in episodes])
   stats = {
@@ -269,7 +287,7 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
       "mean_turns": float(turns.mean()) if len(turns) else 0.0,
       "invalid_action_rate": float(sum(ep.invalid_actions for ep in episodes)
                                    / max(1, turns.sum())),
-      "context_truncated": float(cut.sum()),
+      "context_truncated": float(cut[keep].sum()),
       "env_seconds": env_seconds, "policy_seconds": policy_seconds,
       "policy_tokens": float(policy_tokens),
   }

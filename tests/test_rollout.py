@@ -208,3 +208,27 @@ def test_rollout_records_reference_answers():
   with pytest.raises(ValueError, match="answer_length=2"):
     rollout.rollout(toy_envs.bisect_policy, toy_envs.GuessNumber, [0], tokenizer=tok,
                     max_tokens=160, answer_length=2)
+
+
+def test_fixed_opponents_play_their_roles_and_leave_the_result():
+  tok = tokenizer()
+  take_one = lambda env, rng: "take 1"  # noqa: E731
+  for seat in (0, 1):
+    other = 1 - seat
+    result = rollout.rollout(take_one, toy_envs.Nim, range(4), tokenizer=tok, max_tokens=256,
+                             opponents={other: toy_envs.nim_policy})
+    assert result.batch.tokens.shape[0] == 4 and (np.asarray(result.batch.role) == seat).all()
+    direct = [envs.play(toy_envs.Nim(), [take_one, toy_envs.nim_policy][::1 if seat == 0
+                                                                         else -1], s)[seat]
+              for s in range(4)]
+    assert [e.episode_return for e in result.episodes] == [e.episode_return for e in direct]
+    check_turn_structure(result, tok)
+  # The LM plays seat 1 against the optimal player: only its own tokens are actions.
+  result = rollout.rollout(lm(), toy_envs.Nim, range(3), tokenizer=tok, max_tokens=256,
+                           rng=jax.random.PRNGKey(0), opponents={0: toy_envs.nim_policy})
+  assert (np.asarray(result.batch.role) == 1).all()
+  assert result.stats["policy_tokens"] == np.asarray(result.batch.action_mask).sum()
+  check_turn_structure(result, tok)
+  with pytest.raises(ValueError, match="leave at least one role"):
+    rollout.rollout(take_one, toy_envs.Nim, [0], tokenizer=tok, max_tokens=256,
+                    opponents={0: take_one, 1: take_one})
