@@ -165,24 +165,26 @@ def acting_policy(exp: Experiment, state, temperature: float | None = None) -> r
   return hook(state, base) if hook is not None else base
 
 
-def play(exp: Experiment, policy: rollout.LMPolicy, seeds, *, key, group_size: int = 1
-         ) -> rollout.RolloutResult:
+def play(exp: Experiment, policy: rollout.LMPolicy, seeds, *, key, group_size: int = 1,
+         opponents=None) -> rollout.RolloutResult:
   return rollout.rollout(policy, exp.config.env.name, list(seeds), tokenizer=exp.tokenizer,
                          max_tokens=exp.config.env.max_tokens, group_size=group_size, rng=key,
                          env_kwargs=dict(exp.config.env.kwargs), max_turns=exp.max_turns,
                          system_prompt=exp.config.env.system_prompt,
-                         answer_length=exp.algorithm.answer_length)
+                         answer_length=exp.algorithm.answer_length, opponents=opponents)
 
 
 def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | None = None,
-             prefix: str = "eval") -> dict[str, float]:
+             prefix: str = "eval", opponents=None) -> dict[str, float]:
   """Held-out task seeds (disjoint from training and dataset seeds), played by the acting
-  policy at `temperature` (default `config.eval.temperature`)."""
+  policy at `temperature` (default `config.eval.temperature`); `opponents` as in
+  `rollout.rollout` (the metrics are then the policy's seats only)."""
   e = exp.config.eval
   temperature = e.temperature if temperature is None else temperature
   seeds = data.EVAL_SEED_START + np.arange(e.episodes)
   key = jax.random.fold_in(jax.random.PRNGKey(exp.config.seed), _EVAL * 1_000_003 + iteration)
-  result = play(exp, acting_policy(exp, state, temperature), seeds, key=key)
+  result = play(exp, acting_policy(exp, state, temperature), seeds, key=key,
+                opponents=opponents)
   metrics = {f"{prefix}/success_rate": result.stats["success_rate"],
              f"{prefix}/mean_return": result.stats["mean_return"],
              f"{prefix}/mean_turns": result.stats["mean_turns"],
@@ -195,11 +197,38 @@ def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | Non
 
 def evaluate_all(exp: Experiment, state, iteration: int, *, last: bool) -> dict[str, float]:
   """`evaluate`, plus greedy decoding under `eval_greedy/` at the first and the last
-  evaluation when `config.eval.greedy` (ArCHer evaluates greedily)."""
+  evaluation when `config.eval.greedy` (ArCHer evaluates greedily), plus play against a fixed
+  opponent when `config.eval.opponent` names a scripted policy of a multi-player game."""
   metrics = evaluate(exp, state, iteration)
   if exp.config.eval.get("greedy", False) and (iteration == 0 or last):
     metrics.update(evaluate(exp, state, iteration, temperature=0.0, prefix="eval_greedy"))
+  if exp.config.eval.get("opponent", ""):
+    metrics.update(evaluate_vs_opponent(exp, state, iteration, exp.config.eval.opponent))
   return metrics
+
+
+def evaluate_vs_opponent(exp: Experiment, state, iteration: int, opponent: str
+                         ) -> dict[str, float]:
+  """The policy in each seat of a multi-player game against the environment's scripted
+  policy `opponent` ("strong": Kuhn poker's Nash player, tic-tac-toe's minimax) in the
+  others: per seat `eval_vs_<opponent>/seat<r>_win_rate` and `.._mean_return`, and their
+  means over seats `eval_vs_<opponent>/win_rate` and `/mean_return`."""
+  name = exp.config.env.name
+  num_roles = envs.make(name, **exp.config.env.kwargs).num_roles
+  if num_roles < 2:
+    raise ValueError(f"eval.opponent={opponent!r} needs a multi-player game; {name} has one "
+                     "role.")
+  fixed = envs.policy(name, opponent)
+  prefix, out = f"eval_vs_{opponent}", {}
+  for seat in range(num_roles):
+    m = evaluate(exp, state, iteration, prefix="seat",
+                 opponents={r: fixed for r in range(num_roles) if r != seat})
+    out[f"{prefix}/seat{seat}_win_rate"] = m["seat/success_rate"]
+    out[f"{prefix}/seat{seat}_mean_return"] = m["seat/mean_return"]
+  for key in ("win_rate", "mean_return"):
+    out[f"{prefix}/{key}"] = float(np.mean([out[f"{prefix}/seat{r}_{key}"]
+                                            for r in range(num_roles)]))
+  return out
 
 
 class FilteredStore:

@@ -74,6 +74,10 @@ def test_smoke_variant_trains_end_to_end(name, algorithm, data_dir, tmp_path):
   assert algorithms.nonfinite_losses(final) == []
   assert "eval/mean_return" in rows[-1]
   assert ("eval_greedy/mean_return" in rows[-1]) == bool(config.eval.greedy)
+  opponent = config.eval.get("opponent", "")  # Self-play: each seat vs the scripted player.
+  assert (f"eval_vs_{opponent}/win_rate" in rows[-1]) == bool(opponent)
+  if opponent:
+    assert 0 <= rows[-1][f"eval_vs_{opponent}/seat1_win_rate"] <= 1
 
 
 def test_information_gain_credit_trains_end_to_end(data_dir, tmp_path):

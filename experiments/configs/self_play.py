@@ -21,6 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"self_play needs a two-player game (kuhn_poker, tictactoe), got {env!r}")
   c = common.base(env, variant)
   c.eval.greedy = False
+  c.eval.opponent = "strong"  # Also play each seat against this scripted policy (Nash, minimax).
   a = c.algorithm = ml_collections.ConfigDict()
   a.name = "self_play"
   a.lr = 1e-5 if variant == "paper" else 1e-4  # Policy learning rate.
