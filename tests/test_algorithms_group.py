@@ -216,3 +216,26 @@ def test_information_gain_credit_without_answers_is_a_clear_error():
   no_answers = batch.replace(answer_tokens=np.zeros((batch.batch_size, 0), np.int32))
   with pytest.raises(ValueError, match="answer_length=32"):
     algo.update(algo.init(jax.random.PRNGKey(0)), no_answers, jax.random.PRNGKey(0))
+
+
+def test_mask_truncated_drops_over_budget_rows_from_the_loss_only():
+  """Mini-o3's over-turn masking equals zeroing those rows' action tokens by hand, while the
+  group statistics still count them (the advantages of the other rows are unchanged)."""
+  m, batch = h.warm()
+  truncated = np.arange(batch.batch_size) % 3 == 0
+  mask = np.asarray(batch.turn_mask)
+  last = mask & (np.cumsum(mask[:, ::-1], axis=1)[:, ::-1] == 1)  # The last valid turn.
+  batch = batch.replace(dones=last & ~truncated[:, None])
+  by_hand = batch.replace(action_mask=np.asarray(batch.action_mask) & ~truncated[:, None])
+  run = lambda b, **kw: algorithms.make("grpo", ml_collections.ConfigDict(  # noqa: E731
+      {"lr": 1e-3, **kw}), m).update(algorithms.make("grpo", ml_collections.ConfigDict(
+          {"lr": 1e-3}), m).init(jax.random.PRNGKey(0)), b, jax.random.PRNGKey(0))
+  _, metrics = run(batch, mask_truncated=True)
+  _, hand = run(by_hand)
+  # (Parameters after one Adam step are ±lr wherever a gradient is ~0, so compare the loss
+  # and the gradient instead.)
+  for key in ("grpo/pg_loss", "grad_norm/grpo_loss"):
+    assert float(metrics[key]) == pytest.approx(float(hand[key]), rel=1e-5), key
+  assert float(metrics["grpo/masked_truncated_fraction"]) == pytest.approx(truncated.mean())
+  adv, _ = group.group_turn_advantages(batch, estimator="grpo", credit_mode="none")
+  assert np.abs(np.asarray(adv)[truncated]).sum() > 0  # They still get (unused) advantages.

@@ -80,6 +80,9 @@ Config (`config.algorithm`):
   anchor                gigpo: "history" (default) or "observation", see above
   episode_stats_over_steps   gigpo: weight episode statistics by the number of turns (True)
   answer_length         igpo, a2tgpo: width L of `batch.answer_tokens` (32)
+  mask_truncated        Mini-o3's over-turn masking (False): episodes that ended without a
+                        terminal (turn limit, context cut) keep their place in the group
+                        statistics but get no loss (`credit.over_turn_mask`)
   lambda_ig, lambda_outcome, outcome_on_all_turns, beta   a2tgpo: mixing weights (1, 1), where
                         the outcome advantage goes (True: every turn), clip adaptation β (0.3)
   aggregation           loss aggregation (see losses.aggregate); default per estimator above,
@@ -280,9 +283,9 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
                            aggregation: str) -> Callable:
   """The optimisation half of a critic-free update, shared with `self_play`.
 
-  Returns `step(state, batch, token_advantages, rng, clip_scale=None) -> (params, opt_state,
-  metrics)`, to be called inside a jitted update (`clip_scale` [B, T] multiplies the clip
-  range token by token): `epochs` passes of `minibatches` equal row slices, each one
+  Returns `step(state, batch, token_advantages, rng, clip_scale=None, keep_rows=None) ->
+  (params, opt_state, metrics)`, to be called inside a jitted update (`clip_scale` [B, T]
+  multiplies the clip range token by token; rows where `keep_rows` [B] is false get no loss): `epochs` passes of `minibatches` equal row slices, each one
   optimizer step on the clipped surrogate (+ kl_coef · KL to `state.frozen["reference"]`
   − entropy_coef · entropy). Metrics are averaged over the steps; `nonfinite/<name>_loss` is
   the maximum (raised if any step was skipped).
@@ -338,11 +341,13 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
     return (params, opt_state), {**metrics, **guard}
 
   def step(state: TrainState, batch: TrajectoryBatch, token_advantages: Array, rng: Array,
-           clip_scale: Array | None = None):
+           clip_scale: Array | None = None, keep_rows: Array | None = None):
     b = batch.tokens.shape[0]
     if b % minibatches:
       raise ValueError(f"{name}: batch size {b} is not divisible by minibatches={minibatches}.")
     mask = batch.action_mask.astype(bool) & batch.attention_mask.astype(bool)
+    if keep_rows is not None:
+      mask = credit.over_turn_mask(mask, ~keep_rows)
     data = {"tokens": batch.tokens, "positions": batch.positions,
             "attention_mask": batch.attention_mask, "mask": mask,
             "behaviour": batch.behaviour_logprobs, "advantages": token_advantages}
@@ -415,6 +420,7 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
     raise ValueError(f"{name}: credit={credit_mode!r} needs answer_length >= 1; got "
                      f"{answer_length}.")
   temperature = float(config.get("temperature", models.sampling.temperature or 1.0))
+  mask_truncated = bool(config.get("mask_truncated", False))
   aggregation = config.get("aggregation", _DEFAULT_AGGREGATION.get(estimator, "token-mean"))
   if aggregation not in losses.AGGREGATIONS:
     raise ValueError(f"{name}: aggregation={aggregation!r}; valid: "
@@ -447,7 +453,12 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
     if credit_mode == "a2tgpo":
       clip_scale = to_tokens(turn_clip / adv_kwargs["clip_eps"])
       extra[f"{name}/clip_range"] = _masked_stats(turn_clip, turn_mask)[0]
-    params, opt_state, metrics = pg_step(state, batch, token_adv, rng, clip_scale)
+    keep_rows = None
+    if mask_truncated:  # Mini-o3: over-budget rollouts count in the groups, not in the loss.
+      keep_rows = batch.dones.astype(bool).any(axis=1) | ~turn_mask.any(axis=1)
+      extra[f"{name}/masked_truncated_fraction"] = _masked_stats(
+          (~keep_rows).astype(jnp.float32), turn_mask.any(axis=1))[0]
+    params, opt_state, metrics = pg_step(state, batch, token_adv, rng, clip_scale, keep_rows)
     adv_mean, adv_std = _masked_stats(turn_adv, turn_mask)
     ret_mean, _ = _masked_stats(episode_returns(batch.rewards, turn_mask), turn_mask.any(1))
     metrics = {**{f"{name}/{k}": v for k, v in metrics.items() if "/" not in k},

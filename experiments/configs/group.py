@@ -43,6 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a.lambda_ig = 1.0  # a2tgpo: weight of the accumulated information-gain advantage.
   a.lambda_outcome = 1.0  # a2tgpo: weight of the outcome (episode-return) advantage.
   a.beta = 0.3  # a2tgpo: clip ranges ε(1 ± β) by the turn's normalised information gain.
+  a.mask_truncated = False  # Mini-o3: episodes without a terminal get no loss (still grouped).
   c.rollout.seeds_per_iteration = {"smoke": 2, "cpu": 8, "paper": 32}[variant]
   c.rollout.group_size = {"smoke": 2, "cpu": 8, "paper": 8}[variant]  # G.
   if variant == "smoke":
