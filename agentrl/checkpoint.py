@@ -7,7 +7,11 @@ One checkpoint (one step) holds three things:
   and re-wrapped on restore; raw ``uint32`` keys are ordinary arrays. ``restore`` rebuilds the
   state in the structure, dtypes and shardings of a template: concrete arrays, or abstract
   ``jax.ShapeDtypeStruct`` leaves that carry shardings (a sharded run restores sharded, each
-  host reading only its shards).
+  host reading only its shards; an abstract leaf without a sharding restores onto the default
+  device, whatever mesh or number of processes saved it). Every process of a multi-process
+  run calls `save` and `restore` alike: orbax writes each array's shards from the processes
+  that hold them, and host numpy values (`extras`, which must then be the same on every
+  process) and the JSON items once, from process 0.
 * ``extras``: a pytree of host numpy arrays (a replay buffer's storage, counters), restored as
   numpy without a template.
 * ``metadata``: a JSON-able dict (iteration, config, ``bit_generator.state`` of a numpy
@@ -74,6 +78,14 @@ def _placeholder(path: Any, x: Any, record: dict[str, Any]) -> Any:
 
 def _empty(shape: list[int], dtype: str) -> np.ndarray:
   return np.zeros(tuple(shape), jax.numpy.dtype(dtype))
+
+
+def _sharding_or_default(leaf: Any) -> jax.sharding.Sharding:
+  """The leaf's sharding; the default device for an abstract leaf without one (so that a
+  checkpoint saved by any mesh or number of processes restores onto one device)."""
+  sharding = getattr(leaf, "sharding", None)
+  return sharding if sharding is not None else jax.sharding.SingleDeviceSharding(
+      jax.local_devices()[0])
 
 
 def _layout_of(state: Any) -> dict[str, Any]:
@@ -262,9 +274,12 @@ class Checkpointer:
         else:
           data_shape = jax.eval_shape(jax.random.key_data, leaf).shape
           target.append(jax.ShapeDtypeStruct(data_shape, np.uint32,
-                                             sharding=getattr(leaf, "sharding", None)))
+                                             sharding=_sharding_or_default(leaf)))
       elif isinstance(leaf, jax.Array):
         target.append(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding))
+      elif isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+        target.append(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                           sharding=_sharding_or_default(leaf)))
       else:
         target.append(leaf)
     return jax.tree.unflatten(treedef, target)

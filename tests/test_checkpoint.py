@@ -98,6 +98,20 @@ def test_restore_onto_abstract_single_device_sharding_templates(tmp_path):
       assert leaf.sharding == sharding
 
 
+def test_abstract_template_without_shardings_restores_onto_the_default_device(tmp_path):
+  # `jax.eval_shape` templates carry no sharding: whatever layout saved the checkpoint
+  # (another mesh, several processes), it restores onto one device.
+  state = {k: v for k, v in _state().items() if k not in ("host", "iteration")}
+  with checkpoint.Checkpointer(tmp_path) as ckpt:
+    ckpt.save(1, state=state)
+    ckpt.wait()
+    got, _, _ = ckpt.restore(state_template=jax.eval_shape(lambda: state))
+  _assert_bitwise_equal(got, state)
+  for leaf in jax.tree.leaves(got):
+    if isinstance(leaf, jax.Array):
+      assert leaf.sharding == jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+
 def test_template_dtype_is_honoured(tmp_path):
   with checkpoint.Checkpointer(tmp_path) as ckpt:
     ckpt.save(1, state={"w": jnp.arange(4, dtype=jnp.float32)})
