@@ -106,7 +106,9 @@ print(f"jax {jax.__version__} on {jax.devices()}; {platform.processor() or platf
 # %%
 def load(env, role_conditioned, seed):
   overrides = [f"algorithm.role_conditioned={role_conditioned}", f"seed={seed}", *OVERRIDES]
-  return configs.load_config(f"self_play.py:{CONFIG_VARIANT},env={env}", overrides), overrides
+  # The full path: run from notebooks/, a bare "self_play.py" would name this notebook's script.
+  path = os.path.join(configs.CONFIG_DIR, "self_play.py")
+  return configs.load_config(f"{path}:{CONFIG_VARIANT},env={env}", overrides), overrides
 
 
 def run_dir(env, role_conditioned, seed):
