@@ -51,7 +51,11 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
                           "experiments", "configs")
 CONFIG_FILENAME = "config.json"
 # Keys that may change between a run and its resumption (matched as dotted-path suffixes).
-DEFAULT_RESUMABLE_KEYS = ("total_iterations", "total_steps")
+# The mesh and the processes may change: checkpoints restore into any layout.
+DEFAULT_RESUMABLE_KEYS = ("total_iterations", "total_steps", "mesh.data", "mesh.fsdp",
+                          "mesh.tensor", "mesh.rules", "distributed.mode",
+                          "distributed.coordinator_address", "distributed.num_processes",
+                          "distributed.process_id", "distributed.local_device_ids")
 
 _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "off", "0"})

@@ -26,6 +26,25 @@ buffer. A checkpoint therefore holds only the train state, the replay buffer (or
 filtered-BC store) and the iteration, and a run killed at any moment and restarted with the
 same command ends with exactly the metrics of an uninterrupted run.
 
+Devices and processes (`config.mesh`, `config.distributed`; `agentrl.parallel`). With one
+device nothing is placed and the loop is the plain one. With several, the state is initialised
+directly into the layout of `parallel.state_shardings` on the ("data", "fsdp", "tensor") mesh
+of `config.mesh` (the policy, critics and optimizer moments split by their logical axis names
+under `mesh.rules`), every update keeps that layout, and batches are split over data x fsdp;
+rollouts and evaluation sample with the state as it is laid out. With several processes
+(`jax.distributed`, one controller per host), each process plays its own share of an
+iteration's task seeds: the seeds are cut into `distributed.rollout_shards` blocks (0: one per
+process), shard s sampled with its own key, so a run gives the same result on any number of
+processes that divides the shard count. A rollout batch goes to the update as each process's
+own rows (`jax.make_array_from_process_local_data`); the transitions of replay and filtered
+algorithms are all-gathered, so every process holds the same buffer and draws the same
+batch, of which its devices take their rows. Processes sample from a local copy of the
+policy (on their first device); evaluation is played in full by every process (identical
+results). Only process 0 writes logs (metrics.jsonl, TensorBoard, the progress bar, the
+PNG) and the config; every process takes part in saving and restoring the sharded state, and
+the replay buffer (or filtered store), identical on all processes, is written once by orbax.
+The run directory must be shared by all hosts (e.g. gs:// or NFS).
+
 A NaN or Inf in a loss or gradient leaves the update unapplied (`algorithms.apply_gradients`);
 the loop then saves the state it had before that update and raises `FloatingPointError`
 naming the loss.
@@ -42,7 +61,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from agentrl import algorithms, checkpoint, configs, data, envs, replay, rollout, sampling
+from agentrl import (algorithms, checkpoint, configs, data, envs, parallel, replay, rollout,
+                     sampling)
 from agentrl.algorithms import Models, bc
 from agentrl.data import tokenizers as tokenizer_cache
 from agentrl.logging_utils import RunLogger
@@ -55,6 +75,50 @@ HEADLINE = ("eval/success_rate", "eval/mean_return", "eval/score")
 _ROLLOUT, _UPDATE, _REPLAY, _OFFLINE, _EVAL, _PREFILL = range(6)
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where the arrays of a run live: `mesh` None is one device, where nothing is placed."""
+
+  mesh: Any = None
+  rules: tuple = parallel.DEFAULT_RULES
+  #: Boxed abstract parameter trees whose logical names lay out unboxed copies in the state
+  #: (`parallel.state_shardings`); here {"policy": ...}.
+  logical: Any = None
+
+  def init(self, init_fn, rng) -> tuple[Any, Any]:
+    """(state, its shardings or None) of `init_fn(rng)`, built sharded on a mesh."""
+    if self.mesh is None:
+      return init_fn(rng), None
+    return parallel.init_state(init_fn, rng, self.mesh, self.rules, logical=self.logical)
+
+  def update(self, update_fn, shardings):
+    """`update_fn(state, batch, rng)`, keeping the state's layout on a mesh."""
+    if self.mesh is None:
+      return update_fn
+    jitted = parallel.jit_sharded_update(update_fn, shardings, self.mesh)
+    return lambda state, batch, rng: jitted(state, batch, parallel.replicate(rng, self.mesh))
+
+  def batch(self, batch, axis: int = 0, *, local: bool = False):
+    """A host batch split over the mesh along `axis` (see `parallel.global_batch`)."""
+    if self.mesh is None:
+      return batch
+    return parallel.global_batch(batch, self.mesh, axis, local=local)
+
+  def acting(self, state):
+    """The state as this process's sampler reads it (a local copy with several processes)."""
+    return state if self.mesh is None else parallel.local_copy(state, self.mesh)
+
+
+def make_layout(config) -> Layout:
+  """The mesh of `config.mesh` (default: every device data-parallel); `Layout()` on one
+  device."""
+  cfg = config.get("mesh") or {"data": -1}
+  mesh = parallel.make_mesh_from_config(cfg)
+  if mesh.size == 1:
+    return Layout()
+  return Layout(mesh, parallel.rules_from_config(cfg.get("rules", ())))
+
+
 @dataclasses.dataclass
 class Experiment:
   """What `build` makes from a config."""
@@ -64,22 +128,30 @@ class Experiment:
   models: Models
   algorithm: algorithms.Algorithm
   max_turns: int
+  layout: Layout = Layout()
 
 
 def build_tokenizer(config) -> Tokenizer:
-  return tokenizer_cache.environment_tokenizer(
-      config.env.name, vocab_size=config.tokenizer.vocab_size,
-      episodes=config.tokenizer.corpus_episodes, env_kwargs=dict(config.env.kwargs),
-      data_dir=config.data_dir or None)
+  """The environment's BPE tokenizer (trained once and cached; process 0 first)."""
+  with parallel.process_zero_first("tokenizer"):
+    return tokenizer_cache.environment_tokenizer(
+        config.env.name, vocab_size=config.tokenizer.vocab_size,
+        episodes=config.tokenizer.corpus_episodes, env_kwargs=dict(config.env.kwargs),
+        data_dir=config.data_dir or None)
 
 
-def build_policy(config, tokenizer: Tokenizer) -> tuple[decoder.DecoderConfig, Any]:
+def build_policy(config, tokenizer: Tokenizer, layout: Layout = Layout()
+                 ) -> tuple[decoder.DecoderConfig, Any]:
   p = config.policy
   policy_config = decoder.DecoderConfig.llama(
       vocab_size=tokenizer.vocab_size, hidden_size=p.hidden_size, num_layers=p.num_layers,
       num_heads=p.num_heads, num_kv_heads=p.num_kv_heads, mlp_dim=p.mlp_dim,
       max_position_embeddings=max(4096, config.env.max_tokens))
-  params = decoder.init_params(policy_config, jax.random.PRNGKey(config.seed))
+  rng = jax.random.PRNGKey(config.seed)
+  if layout.mesh is None:
+    return policy_config, decoder.init_params(policy_config, rng)
+  params, _ = parallel.sharded_init(
+      lambda: decoder.init_params(policy_config, rng, boxed=True), layout.mesh, layout.rules)
   return policy_config, params
 
 
@@ -91,25 +163,30 @@ def sampling_config(config, tokenizer: Tokenizer, *, temperature: float | None =
       stop_token=tokenizer.end_of_turn_id, pad_token=tokenizer.pad_id)
 
 
-def build(config) -> Experiment:
+def build(config, layout: Layout = Layout()) -> Experiment:
   tokenizer = build_tokenizer(config)
-  policy_config, params = build_policy(config, tokenizer)
+  policy_config, params = build_policy(config, tokenizer, layout)
+  if layout.mesh is not None:
+    layout = dataclasses.replace(layout, logical={"policy": jax.eval_shape(
+        lambda: decoder.init_params(policy_config, jax.random.PRNGKey(0), boxed=True))})
   models = Models(policy_config, params, sampling_config(config, tokenizer), tokenizer.pad_id,
                   tokenizer)
   algorithm = algorithms.make(config.algorithm.name, config.algorithm, models)
   max_turns = envs.make(config.env.name, **config.env.kwargs).max_turns
-  return Experiment(config, tokenizer, models, algorithm, max_turns)
+  return Experiment(config, tokenizer, models, algorithm, max_turns, layout)
 
 
 # --------------------------------------------------------------------------- data streams
 
 
 def offline_episodes(config, split: str = "train"):
+  """The offline dataset's episodes (built on first use; process 0 first)."""
   d = config.dataset
-  return data.load_episodes(config.env.name, split, episodes=d.episodes,
-                            mixture=dict(d.mixture) if d.mixture else None,
-                            env_kwargs=dict(config.env.kwargs),
-                            data_dir=config.data_dir or None)
+  with parallel.process_zero_first("offline_episodes"):
+    return data.load_episodes(config.env.name, split, episodes=d.episodes,
+                              mixture=dict(d.mixture) if d.mixture else None,
+                              env_kwargs=dict(config.env.kwargs),
+                              data_dir=config.data_dir or None)
 
 
 class OfflineStream:
@@ -174,6 +251,72 @@ def play(exp: Experiment, policy: rollout.LMPolicy, seeds, *, key, group_size: i
                          answer_length=exp.algorithm.answer_length, opponents=opponents)
 
 
+# Rollout statistics that add up over shards and processes (the others are means).
+_SUMMED_STATS = ("context_truncated", "env_seconds", "policy_seconds", "policy_tokens")
+
+
+def _stat_sums(result: rollout.RolloutResult) -> np.ndarray:
+  """[episodes, Σ return, Σ success, Σ turns, Σ invalid actions, *_SUMMED_STATS]."""
+  n, st = len(result.episodes), result.stats
+  turns = st["mean_turns"] * n
+  return np.array([n, st["mean_return"] * n, st["success_rate"] * n, turns,
+                   st["invalid_action_rate"] * max(1.0, turns),
+                   *(st[k] for k in _SUMMED_STATS)], np.float64)
+
+
+def _stats_from_sums(sums: np.ndarray) -> dict[str, float]:
+  n, ret, success, turns, invalid, *summed = (float(x) for x in sums)
+  return {"mean_return": ret / max(n, 1), "success_rate": success / max(n, 1),
+          "mean_turns": turns / max(n, 1), "invalid_action_rate": invalid / max(1.0, turns),
+          **dict(zip(_SUMMED_STATS, summed))}
+
+
+def rollout_shards(config) -> int:
+  """Independent rollout streams per iteration (`distributed.rollout_shards`, 0: one per
+  process), checked against the processes and `rollout.seeds_per_iteration`."""
+  shards = int((config.get("distributed") or {}).get("rollout_shards", 0)) or jax.process_count()
+  seeds = config.rollout.seeds_per_iteration
+  if shards % jax.process_count() or seeds % shards:
+    raise ValueError(f"distributed.rollout_shards={shards} must be a multiple of the "
+                     f"{jax.process_count()} processes and divide "
+                     f"rollout.seeds_per_iteration={seeds}.")
+  return shards
+
+
+def play_iteration(exp: Experiment, state, iteration: int, key
+                   ) -> tuple[TrajectoryBatch, dict[str, float], int]:
+  """This process's episodes of one iteration: (its rows, the stats of the episodes of all
+  processes, their number). Shard s of the iteration's seeds is played with
+  `fold_in(key, s)` (with one shard, with `key` itself); process p plays the p-th block of
+  shards, whose rows are the block its devices take in the global batch."""
+  r = exp.config.rollout
+  seeds = iteration * r.seeds_per_iteration + np.arange(r.seeds_per_iteration)
+  policy = acting_policy(exp, exp.layout.acting(state))
+  shards = rollout_shards(exp.config)
+  if shards == 1:
+    result = play(exp, policy, seeds, group_size=r.group_size, key=key)
+    return result.batch, result.stats, len(result.episodes)
+  per_process, per_shard = shards // jax.process_count(), len(seeds) // shards
+  batches, sums = [], []
+  for s in range(jax.process_index() * per_process, (jax.process_index() + 1) * per_process):
+    result = play(exp, policy, seeds[s * per_shard:(s + 1) * per_shard],
+                  group_size=r.group_size, key=jax.random.fold_in(key, s))
+    # Group ids count seeds from the shard's first one: make them the iteration's.
+    batches.append(result.batch.replace(group_id=result.batch.group_id + s * per_shard))
+    sums.append(_stat_sums(result))
+  total = parallel.allgather(np.sum(sums, axis=0)).sum(axis=0)
+  batch = jax.tree.map(lambda *xs: np.concatenate(xs), *batches)
+  return batch, _stats_from_sums(total), int(total[0])
+
+
+def all_rows(batch: TrajectoryBatch) -> TrajectoryBatch:
+  """Every process's rows of a batch (process order), on every process."""
+  if jax.process_count() == 1:
+    return batch
+  return jax.tree.map(lambda x: x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]),
+                      parallel.allgather(batch))
+
+
 def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | None = None,
              prefix: str = "eval", opponents=None) -> dict[str, float]:
   """Held-out task seeds (disjoint from training and dataset seeds), played by the acting
@@ -183,7 +326,7 @@ def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | Non
   temperature = e.temperature if temperature is None else temperature
   seeds = data.EVAL_SEED_START + np.arange(e.episodes)
   key = jax.random.fold_in(jax.random.PRNGKey(exp.config.seed), _EVAL * 1_000_003 + iteration)
-  result = play(exp, acting_policy(exp, state, temperature), seeds, key=key,
+  result = play(exp, acting_policy(exp, exp.layout.acting(state), temperature), seeds, key=key,
                 opponents=opponents)
   metrics = {f"{prefix}/success_rate": result.stats["success_rate"],
              f"{prefix}/mean_return": result.stats["mean_return"],
@@ -289,22 +432,24 @@ def prefill(buffer: replay.ReplayBuffer, exp: Experiment, chunk: int = 256) -> N
 
 def behaviour_clone(exp: Experiment, run_dir: str) -> Any:
   """The BC warm start (`config.bc`), saved under run_dir/bc and reused on resume."""
-  c = exp.config.bc
+  c, layout = exp.config.bc, exp.layout
   bc_algo = algorithms.make("bc", c, exp.models)
-  template = jax.eval_shape(bc_algo.init, jax.random.PRNGKey(0))
   ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "bc"), max_to_keep=1)
   try:
     if ckpt.latest_step() == c.steps:
+      template = (jax.eval_shape(bc_algo.init, jax.random.PRNGKey(0)) if layout.mesh is None
+                  else layout.init(bc_algo.init, jax.random.PRNGKey(0))[0])
       state, _, _ = ckpt.restore(state_template=template)
       return state.params["policy"]
     stream = OfflineStream(offline_episodes(exp.config), exp, batch_size=c.batch_size,
                            stream=_OFFLINE)
-    state = bc_algo.init(jax.random.PRNGKey(exp.config.seed))
-    with RunLogger(os.path.join(run_dir, "bc"), total_steps=c.steps,
-                   headline=("bc/loss",)) as log:
+    state, shardings = layout.init(bc_algo.init, jax.random.PRNGKey(exp.config.seed))
+    update = layout.update(bc_algo.update, shardings)
+    with RunLogger(os.path.join(run_dir, "bc"), total_steps=c.steps, headline=("bc/loss",),
+                   is_main_process=parallel.is_main_process()) as log:
       for step in range(c.steps):
-        batch = stream.batch(step)
-        state, metrics = bc_algo.update(state, batch, jax.random.PRNGKey(0))
+        batch = layout.batch(stream.batch(step))
+        state, metrics = update(state, batch, jax.random.PRNGKey(0))
         _check_finite(metrics, ckpt, step, state)
         if step % exp.config.train.log_every == 0 or step == c.steps - 1:
           log.log(step + 1, metrics)
@@ -325,20 +470,30 @@ def _check_finite(metrics, ckpt: checkpoint.Checkpointer, step: int, state, **sa
         f"before it is saved in {ckpt.directory} (step {step}).")
 
 
+def _start_run(config, run_dir: str) -> None:
+  """Saves the config into a new run directory (process 0), or checks that a resumed run's
+  config matches it (every process)."""
+  path = os.path.join(run_dir, configs.CONFIG_FILENAME)
+  resuming = os.path.exists(path)
+  parallel.barrier("start_run")  # Everyone has looked before process 0 writes.
+  if resuming:
+    configs.check_resume_compatible(run_dir, config)
+  elif parallel.is_main_process():
+    os.makedirs(run_dir, exist_ok=True)
+    configs.save_config(config, run_dir)
+
+
 def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
   """Runs (or resumes) the experiment `config` in `run_dir`; returns the last metrics."""
-  os.makedirs(run_dir, exist_ok=True)
-  if os.path.exists(os.path.join(run_dir, configs.CONFIG_FILENAME)):
-    configs.check_resume_compatible(run_dir, config)
-  else:
-    configs.save_config(config, run_dir)
-  exp = build(config)
+  parallel.initialize_distributed(config.get("distributed"))
+  _start_run(config, run_dir)
+  exp = build(config, make_layout(config))
   if config.bc.steps > 0:
     exp = dataclasses.replace(exp, models=dataclasses.replace(
         exp.models, policy_params=behaviour_clone(exp, run_dir)))
     exp = dataclasses.replace(exp, algorithm=algorithms.make(
         config.algorithm.name, config.algorithm, exp.models))
-  algo, t = exp.algorithm, config.train
+  algo, t, layout = exp.algorithm, config.train, exp.layout
   ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=2)
   buffer = store = stream = None
   if algo.data == "replay":
@@ -353,10 +508,14 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
     stream = OfflineStream(episodes, exp, batch_size=config.algorithm.batch_size,
                            stream=_OFFLINE + 10)
 
-  state = algo.init(jax.random.PRNGKey(config.seed))
+  state, shardings = layout.init(algo.init, jax.random.PRNGKey(config.seed))
+  update = layout.update(algo.update, shardings)
+  # A replay batch is [steps, batch, ...] (see algorithms.archer.sample_batch).
+  batch_axis = 1 if algo.data == "replay" else 0
   start = 0
   if ckpt.latest_step() is not None:
-    state, extras, meta = ckpt.restore(state_template=jax.eval_shape(lambda: state))
+    template = jax.eval_shape(lambda: state) if layout.mesh is None else state
+    state, extras, meta = ckpt.restore(state_template=template)
     start = int(meta["iteration"])
     if buffer is not None:
       buffer.load_state_dict(extras)
@@ -378,33 +537,32 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
               metadata={"iteration": iteration, "episodes_seen": episodes_seen})
 
   with RunLogger(run_dir, total_steps=t.total_iterations, headline=HEADLINE,
-                 resume_step=start) as log:
+                 resume_step=start, is_main_process=parallel.is_main_process()) as log:
     if start == 0 and t.eval_every:
       log.log(0, {**evaluate_all(exp, state, 0, last=t.total_iterations == 0), "episodes": 0})
     for it in range(start, t.total_iterations):
       tic = time.perf_counter()
       metrics = {}
+      local = False  # Whether `batch` holds only this process's rows.
       if algo.data in ("rollout", "replay", "filtered"):
-        r = config.rollout
-        seeds = it * r.seeds_per_iteration + np.arange(r.seeds_per_iteration)
-        result = play(exp, acting_policy(exp, state), seeds, group_size=r.group_size,
-                      key=jax.random.fold_in(root, _ROLLOUT * 1_000_003 + it))
-        episodes_seen += len(result.episodes)
+        rows, stats, played = play_iteration(
+            exp, state, it, jax.random.fold_in(root, _ROLLOUT * 1_000_003 + it))
+        episodes_seen += played
         metrics.update({f"time/{k}" if k.endswith("_seconds") else f"rollout/{k}": v
-                        for k, v in result.stats.items()})
+                        for k, v in stats.items()})
       if algo.data == "rollout":
-        batch = result.batch
+        batch, local = rows, True
       elif algo.data == "replay":
-        buffer.add(replay_transitions(exp, result.batch))
+        buffer.add(replay_transitions(exp, all_rows(rows)))
         batch = algo.sample(buffer, np.random.default_rng([config.seed, _REPLAY, it]))
       elif algo.data == "filtered":
-        store.add(result.batch)
+        store.add(all_rows(rows))
         batch = store.sample(config.algorithm.batch_size, config.algorithm.top_fraction,
                              np.random.default_rng([config.seed, _REPLAY, it]))
       else:
         batch = stream.batch(it)
-      state, update_metrics = algo.update(state, batch,
-                                          jax.random.fold_in(root, _UPDATE * 1_000_003 + it))
+      state, update_metrics = update(state, layout.batch(batch, batch_axis, local=local),
+                                     jax.random.fold_in(root, _UPDATE * 1_000_003 + it))
       _check_finite(update_metrics, ckpt, it, state, extras=extras(),
                     metadata={"iteration": it, "episodes_seen": episodes_seen})
       metrics.update(jax.device_get(update_metrics))

@@ -4,6 +4,12 @@ With no flags it runs the main experiment, `archer_twenty_questions` in its `cpu
 Override any config key with `--config.key=value` (a misspelled key is an error listing the
 valid ones). The run directory (default `runs/<config>-<variant>`) holds metrics.jsonl,
 TensorBoard events, checkpoints and the learning curve; rerunning the same command resumes.
+
+Several devices: `--config.mesh.fsdp=4 --config.mesh.tensor=2` (data takes the rest). Several
+hosts: run the same command on every host of a TPU VM slice (`jax.distributed` initialises
+itself there), or give each process `--config.distributed.coordinator_address=HOST:PORT
+--config.distributed.num_processes=N --config.distributed.process_id=I`; the run directory
+must be on storage every host sees.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import sys
 
 from absl import app
 from absl import flags
+import jax
 
 from agentrl import configs, trainer
 
@@ -26,6 +33,8 @@ def main(argv):
   config_arg = configs.config_arg_from_argv(sys.argv, "config") or DEFAULT
   run_dir = _RUN_DIR.value or trainer.default_run_dir(config_arg)
   final = trainer.train(_CONFIG.value, run_dir)
+  if jax.process_index() != 0:
+    return
   shown = {k: round(v, 4) for k, v in final.items() if k.startswith("eval/")}
   print(f"run directory: {run_dir}\nfinal: {shown}")
 

@@ -168,6 +168,43 @@ def test_batch_sharding_and_shard_batch():
   np.testing.assert_array_equal(placed["tokens"], batch["tokens"])
 
 
+def test_rules_from_config():
+  assert parallel.rules_from_config(()) == parallel.DEFAULT_RULES
+  # JSON turns tuples into lists: they come back as the rule table.
+  assert parallel.rules_from_config([["batch", ["data", "fsdp"]], ["embed", None]]) == (
+      ("batch", ("data", "fsdp")), ("embed", None))
+  with pytest.raises(ValueError, match="mesh.rules entry.*'model'"):
+    parallel.rules_from_config([("embed", "model")])
+  with pytest.raises(ValueError, match="mesh.rules entry"):
+    parallel.rules_from_config([("embed",)])
+
+
+def test_initialize_distributed_modes():
+  off = ml_collections.ConfigDict({"mode": "off", "coordinator_address": "127.0.0.1:1"})
+  assert not parallel.initialize_distributed(off)
+  assert not parallel.initialize_distributed(ml_collections.ConfigDict({"mode": "auto"}))
+  assert not parallel.initialize_distributed(None)
+  with pytest.raises(ValueError, match="distributed.mode='sometimes'"):
+    parallel.initialize_distributed(ml_collections.ConfigDict({"mode": "sometimes"}))
+  with pytest.raises(ValueError, match="distributed.num_processes"):
+    parallel.initialize_distributed(ml_collections.ConfigDict(
+        {"mode": "on", "coordinator_address": "127.0.0.1:1", "num_processes": 0}))
+  assert not jax.distributed.is_initialized()
+
+
+def test_one_process_helpers():
+  mesh = parallel.make_mesh()
+  assert parallel.process_rows(mesh, 6) == slice(0, 6)
+  batch = {"x": np.arange(6).reshape(3, 2)}
+  placed = parallel.global_batch(batch, mesh, axis=1)
+  assert placed["x"].sharding == parallel.batch_sharding(mesh, 2, axis=1)
+  assert parallel.local_copy(placed, mesh) is placed
+  assert parallel.allgather({"n": np.float32(2)})["n"].tolist() == [2.0]
+  with parallel.process_zero_first():
+    parallel.barrier("nothing to wait for")
+  assert parallel.is_main_process()
+
+
 # ----------------------------------------------------------------------------------------
 # 8 fake devices, in a subprocess
 # ----------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from experiments.configs import common
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   variant = variant or "cpu"
@@ -111,6 +113,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   c.train.eval_every = 15
   c.train.checkpoint_every = 5
   c.train.log_every = 25  # BC steps between log lines (online iterations all log).
+
+  c.mesh = common.mesh_block()  # data/fsdp/tensor sizes (-1: the rest) and logical rules.
+  c.distributed = common.distributed_block()  # jax.distributed processes (hosts).
 
   if variant == "cpu":
     c.env.name = "twenty_questions_subset"

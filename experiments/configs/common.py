@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from agentrl import parallel
+
 VARIANTS = ("smoke", "cpu", "paper")
 
 # Per environment: tokens per conversation row (T) and per utterance for the cpu variant,
@@ -108,6 +110,9 @@ def base(env: str, variant: str) -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 5
   c.train.log_every = 25  # Steps between log lines in step-based phases (BC).
 
+  c.mesh = mesh_block()  # Default: every device data-parallel.
+  c.distributed = distributed_block()  # Default: one process, or every host of a TPU slice.
+
   if variant == "smoke":
     c.env.kwargs.max_turns = 4
     c.env.max_tokens = min(192, sizes["max_tokens"])
@@ -131,6 +136,33 @@ def base(env: str, variant: str) -> ml_collections.ConfigDict:
     c.eval.update(episodes=128, temperature=0.0, greedy=False)
     c.train.update(total_iterations=2000, eval_every=25, checkpoint_every=25)
   return c
+
+
+def mesh_block() -> ml_collections.ConfigDict:
+  """The device mesh (`agentrl.parallel`): sizes of its three axes, one of them -1."""
+  m = ml_collections.ConfigDict()
+  m.data = -1  # Data-parallel replicas (parameters replicated); -1: the remaining devices.
+  m.fsdp = 1  # Batch and the parameters' `embed` dimension split this many ways.
+  m.tensor = 1  # Attention heads, MLP units and the vocabulary split this many ways.
+  # (logical axis name, mesh axes) pairs; the first pair whose mesh axes are free wins.
+  m.rules = tuple(parallel.DEFAULT_RULES)
+  return m
+
+
+def distributed_block() -> ml_collections.ConfigDict:
+  """Several processes (hosts) on one mesh: `jax.distributed` (`agentrl.parallel`)."""
+  d = ml_collections.ConfigDict()
+  # "off": one process; "on": initialise (empty keys below come from the environment);
+  # "auto": "on" when coordinator_address is set or on a multi-host TPU VM slice.
+  d.mode = "auto"
+  d.coordinator_address = ""  # "host:port" of process 0.
+  d.num_processes = 0  # 0: from the environment.
+  d.process_id = -1  # -1: from the environment.
+  d.local_device_ids = ()  # Devices this process uses; (): every visible one.
+  # Independent rollout streams per iteration (0: one per process). A run reproduces on any
+  # number of processes that divides it; fix it to resume on a different number.
+  d.rollout_shards = 0
+  return d
 
 
 def replay_block(variant: str) -> ml_collections.ConfigDict:
