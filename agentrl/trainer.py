@@ -473,6 +473,11 @@ def _check_finite(metrics, ckpt: checkpoint.Checkpointer, step: int, state, **sa
 def _start_run(config, run_dir: str) -> None:
   """Saves the config into a new run directory (process 0), or checks that a resumed run's
   config matches it (every process)."""
+  if "://" in run_dir:
+    raise ValueError(f"run_dir={run_dir!r}: the run directory must be a file-system path (the "
+                     "logs, TensorBoard files and plots are written with local file APIs); on "
+                     "several hosts, mount the bucket at the same path on every host (Cloud "
+                     "Storage FUSE, NFS) and pass that path.")
   path = os.path.join(run_dir, configs.CONFIG_FILENAME)
   resuming = os.path.exists(path)
   parallel.barrier("start_run")  # Everyone has looked before process 0 writes.

@@ -90,6 +90,12 @@ def test_resume_with_a_different_config_is_refused(uninterrupted, data_dir):
     trainer.train(smoke(data_dir, **{"algorithm.lr": 1.0}), run_dir)
 
 
+def test_a_url_run_directory_is_refused_before_anything_runs(tmp_path):
+  with pytest.raises(ValueError, match="mount the bucket"):
+    trainer.train(smoke(str(tmp_path)), "gs://bucket/runs/tq")
+  assert not os.path.exists("gs:")
+
+
 def test_nonfinite_loss_stops_and_saves_the_state(tmp_path, data_dir):
   # A learning rate of inf turns the critic's parameters to inf on the first step, so the
   # following step's loss is not finite.

@@ -18,7 +18,8 @@ worker is one JAX process; they find each other through jax.distributed.initiali
 
   --config FILE[:VARIANT]  experiment config, relative to the checkout (default
                            experiments/configs/archer_twenty_questions.py:paper) [CONFIG]
-  --run-dir DIR            run directory that every worker shares, e.g. gs://BUCKET/runs/NAME
+  --run-dir DIR            run directory that every worker shares, e.g. a bucket mounted with
+                           Cloud Storage FUSE at /mnt/runs/NAME on every worker
                            (a local path only on a single-host TPU VM) [RUN_DIR]
   --remote-dir DIR         the checkout on the workers (default agentrl) [REMOTE_DIR]
   --logs                   follow one worker's log instead of launching [LOGS=1]

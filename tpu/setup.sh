@@ -51,4 +51,4 @@ if ((!SYNC_ONLY)); then
     --python "$PYTHON_VERSION" --extras "$EXTRAS")"
 fi
 run_gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone="$ZONE" --worker=all --command="$unpack"
-note "next: tpu/launch.sh --name $TPU_NAME --zone $ZONE --run-dir gs://BUCKET/runs/NAME"
+note "next: tpu/launch.sh --name $TPU_NAME --zone $ZONE --run-dir /mnt/runs/NAME (a bucket mounted on every worker)"
