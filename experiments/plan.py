@@ -570,7 +570,8 @@ def run_table(prefix: str) -> None:
       os.remove(out)
     plans.append(done[command])
     rows.append(_row(name, done[command]))
-    write_table(prefix, rows, plans)  # after every row: a long sweep can be resumed
+    # After every row, with the plans not reached yet: a long sweep can be resumed.
+    write_table(prefix, rows, plans + [p for p in done.values() if p not in plans])
 
 
 def main(argv):
