@@ -7,6 +7,7 @@ import pytest
 
 from agentrl import algorithms, configs, envs, trainer
 from agentrl.logging_utils import read_metrics
+from experiments.configs import common
 
 FILES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(configs.CONFIG_DIR,
                                                                          "*.py"))
@@ -50,6 +51,16 @@ def test_env_option_and_bad_arguments():
     configs.load_config("ppo.py:cpu,env=nope")
   with pytest.raises(ValueError, match="expected a variant"):
     configs.load_config("group.py:fast")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("env", sorted(common.ENVS))
+def test_every_env_builds_from_every_variant(env, variant):
+  """Env keyword arguments a variant sets (smoke: a 4-turn limit) are ones the env takes."""
+  config = configs.load_config(f"ppo.py:{variant},env={env}")
+  made = envs.make(config.env.name, **config.env.kwargs)
+  if variant == "smoke":
+    assert made.max_turns == 4
 
 
 SMOKE_RUNS = [("ppo", "ppo"), ("turn_ppo", "turn_ppo"), ("group", "gigpo"),

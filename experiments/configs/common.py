@@ -21,12 +21,13 @@ VARIANTS = ("smoke", "cpu", "paper")
 
 # Per environment: tokens per conversation row (T) and per utterance for the cpu variant,
 # from the lengths of its scripted episodes under a 1024-token BPE (longer rows are cut, as
-# a time limit, not a terminal). The paper variant doubles T.
+# a time limit, not a terminal). The paper variant doubles T. The smoke variant caps episodes
+# at 4 turns through the env's `turn_limit_key` keyword (default "max_turns").
 ENVS = {
     "twenty_questions": dict(max_tokens=400, max_new_tokens=12),
     "twenty_questions_subset": dict(max_tokens=320, max_new_tokens=12),
     "guess_my_city": dict(max_tokens=512, max_new_tokens=16),
-    "wordle": dict(max_tokens=128, max_new_tokens=12),
+    "wordle": dict(max_tokens=128, max_new_tokens=12, turn_limit_key="max_guesses"),
     "maze_fo": dict(max_tokens=512, max_new_tokens=6),
     "maze_po": dict(max_tokens=384, max_new_tokens=6),
     "text_nav_fo": dict(max_tokens=1024, max_new_tokens=8),
@@ -114,7 +115,7 @@ def base(env: str, variant: str) -> ml_collections.ConfigDict:
   c.distributed = distributed_block()  # Default: one process, or every host of a TPU slice.
 
   if variant == "smoke":
-    c.env.kwargs.max_turns = 4
+    c.env.kwargs[sizes.get("turn_limit_key", "max_turns")] = 4
     c.env.max_tokens = min(192, sizes["max_tokens"])
     c.tokenizer.update(vocab_size=512, corpus_episodes=30)
     c.policy.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=64)
