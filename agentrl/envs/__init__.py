@@ -6,6 +6,11 @@
 
 Each environment module registers itself with `register`; a registered name may carry
 default keyword arguments (so `maze_po` is `maze` with `observed="partial"`).
+
+A wrapper registered with `register_wrapper(prefix, ...)` composes with every registered
+single-role environment: `<prefix>_<name>` is `<name>` wrapped, with its scripted policies
+wrapped too (so `hiper_maze_po` is the maze in HiPER's switch/subgoal/action format, see
+`agentrl.envs.hierarchical`). Wrapped names are resolved on demand and listed by `names()`.
 """
 
 from __future__ import annotations
@@ -30,9 +35,22 @@ class EnvSpec:
 
 _REGISTRY: dict[str, EnvSpec] = {}
 
+
+@dataclasses.dataclass(frozen=True)
+class WrapperSpec:
+  """A registered environment wrapper: `wrap(inner_env) -> Env` and `wrap_policy(inner
+  scripted policy) -> Policy`, for single-role environments."""
+
+  prefix: str
+  wrap: Callable[[Env], Env]
+  wrap_policy: Callable[[Policy], Policy]
+
+
+_WRAPPERS: dict[str, WrapperSpec] = {}
+
 # Modules imported on first use of the registry; each calls `register` at import time.
 _MODULES = ("twenty_questions", "guess_my_city", "wordle", "maze", "text_nav", "wilt",
-            "kuhn_poker", "tictactoe", "arithmetic_try_again")
+            "kuhn_poker", "tictactoe", "arithmetic_try_again", "hierarchical")
 
 
 def register(name: str, factory: Callable[..., Env], *,
@@ -50,23 +68,59 @@ def register(name: str, factory: Callable[..., Env], *,
   _REGISTRY[name] = EnvSpec(name, factory, dict(kwargs), dict(policies))
 
 
+def register_wrapper(prefix: str, wrap: Callable[[Env], Env], *,
+                     wrap_policy: Callable[[Policy], Policy]):
+  """Registers a wrapper: `<prefix>_<name>` becomes `wrap(make(name))` for every registered
+  single-role environment `name`, with each scripted policy `p` of `name` as `wrap_policy(p)`.
+  """
+  if prefix in _WRAPPERS or not prefix.isidentifier():
+    raise ValueError(f"wrapper prefix {prefix!r} is already registered or not an identifier")
+  _WRAPPERS[prefix] = WrapperSpec(prefix, wrap, wrap_policy)
+
+
+def _single_role(s: EnvSpec) -> bool:
+  return getattr(s.factory, "num_roles", 1) == 1
+
+
+def _wrapped_spec(name: str) -> EnvSpec | None:
+  """The spec of `<prefix>_<inner>` for a registered wrapper, or None if `name` is not one."""
+  for prefix, w in _WRAPPERS.items():
+    inner_name = name[len(prefix) + 1:]
+    if not name.startswith(prefix + "_") or inner_name not in _REGISTRY:
+      continue
+    inner = _REGISTRY[inner_name]
+    if not _single_role(inner):
+      raise ValueError(f"environment {name!r}: the {prefix!r} wrapper takes single-role "
+                       f"environments; {inner_name!r} has several roles.")
+    factory = lambda _f=inner.factory, **kw: w.wrap(_f(**kw))  # noqa: E731
+    policies = {which: (lambda _p=p, **kw: w.wrap_policy(_p(**kw)))
+                for which, p in inner.policies.items()}
+    return EnvSpec(name, factory, dict(inner.kwargs), policies)
+  return None
+
+
 def _load_all():
   for module in _MODULES:
     importlib.import_module(f"agentrl.envs.{module}")
 
 
 def names() -> list[str]:
-  """All registered environment names."""
+  """All registered environment names, wrapped ones (`<prefix>_<name>`) included."""
   _load_all()
-  return sorted(_REGISTRY)
+  wrapped = [f"{prefix}_{name}" for prefix in _WRAPPERS for name, s in _REGISTRY.items()
+             if _single_role(s)]
+  return sorted([*_REGISTRY, *wrapped])
 
 
 def spec(name: str) -> EnvSpec:
   """The `EnvSpec` of `name`; a ValueError lists the valid names."""
   _load_all()
-  if name not in _REGISTRY:
-    raise ValueError(f"Unknown environment {name!r}; valid names: {', '.join(sorted(_REGISTRY))}.")
-  return _REGISTRY[name]
+  if name in _REGISTRY:
+    return _REGISTRY[name]
+  wrapped = _wrapped_spec(name)
+  if wrapped is None:
+    raise ValueError(f"Unknown environment {name!r}; valid names: {', '.join(names())}.")
+  return wrapped
 
 
 def make(name: str, **kwargs) -> Env:
@@ -85,4 +139,5 @@ def policy(name: str, which: str = "strong", **kwargs) -> Policy:
 
 
 __all__ = ["MAX_ACTION_CHARS", "Env", "EnvSpec", "Episode", "EpisodeRecorder", "Policy",
-           "TimeStep", "make", "names", "play", "policy", "register", "spec"]
+           "TimeStep", "WrapperSpec", "make", "names", "play", "policy", "register",
+           "register_wrapper", "spec"]
