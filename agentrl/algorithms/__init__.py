@@ -21,6 +21,7 @@ _ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
     "filtered_bc_offline": ("bc", {"name": "filtered_bc_offline", "filtered": True}),
     "ppo": ("ppo", {}),
     "turn_ppo": ("ppo", {"turn_level": True, "name": "turn_ppo"}),
+    "hiper": ("hiper", {}),
     "grpo": ("group", {"estimator": "grpo", "name": "grpo"}),
     "dr_grpo": ("group", {"estimator": "dr_grpo", "name": "dr_grpo"}),
     "rloo": ("group", {"estimator": "rloo", "name": "rloo"}),
