@@ -81,8 +81,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentrl import advantages, hiper, losses, policy
-from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer)
+from agentrl.algorithms.base import Algorithm, Models, TrainState, jit_update, optimizer
 from agentrl.algorithms import ppo
 from agentrl.envs import hierarchical
 from agentrl.models import heads
@@ -462,8 +461,7 @@ def make(config, models: Models, *, name: str = "hiper") -> Algorithm:
   """Builds HiPER (see the module docstring for the config keys)."""
   s = settings(config, models)
   policy_tx = optimizer(config)
-  value_tx = optimizer(ppo._value_optimizer_config(config), "value_")  # pylint: disable=protected-access
-  loss_name = f"{name}_loss"
+  value_tx = optimizer(ppo.value_optimizer_config(config), "value_")
 
   def init(rng):
     params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.
@@ -474,47 +472,6 @@ def make(config, models: Models, *, name: str = "hiper") -> Algorithm:
                                   "value": value_tx.init(critic)},
                       frozen=frozen)
 
-  grad_fn = jax.value_and_grad(minibatch_loss, argnums=(0, 1), has_aux=True)
-
-  def opt_step(carry, mb):
-    params, opt_states = carry
-    (loss, aux), (g_policy, g_value) = grad_fn(params["policy"], params["value"], mb, s)
-    new_policy, policy_opt, guard_p = apply_gradients(
-        policy_tx, params["policy"], opt_states["policy"], g_policy, loss, name=loss_name)
-    new_value, value_opt, guard_v = apply_gradients(
-        value_tx, params["value"], opt_states["value"], g_value, aux["value_loss"],
-        name="value_loss")
-    carry = ({**params, "policy": new_policy, "value": new_value},
-             {**opt_states, "policy": policy_opt, "value": value_opt})
-    return carry, {**aux["metrics"], **guard_p, **guard_v}
-
-  def update(state: TrainState, batch: TrajectoryBatch, rng):
-    b = batch.tokens.shape[0]
-    if b % s.minibatches:
-      raise ValueError(f"{name}: batch size {b} is not divisible by "
-                       f"minibatches={s.minibatches}")
-    size = b // s.minibatches
-    data, prep_metrics = prepare(state.params["policy"], state.params["value"],
-                                 state.frozen.get("reference"), batch, s)
-    data = jax.lax.stop_gradient(data)
-
-    def epoch(carry, key):
-      rows = data
-      if s.shuffle and s.minibatches > 1:
-        perm = jax.random.permutation(key, b)
-        rows = jax.tree.map(lambda x: x[perm], rows)
-      rows = jax.tree.map(lambda x: x.reshape((s.minibatches, size) + x.shape[1:]), rows)
-      return jax.lax.scan(opt_step, carry, rows)
-
-    keys = jax.random.split(rng, s.epochs)
-    (params, opt_states), steps = jax.lax.scan(epoch, (state.params, state.opt_states), keys)
-    metrics = {k: (jnp.max(v) if k.startswith("nonfinite/") else jnp.mean(v))
-               for k, v in steps.items()}
-    metrics.update({f"first_{k}": steps[k][0, 0] for k in ("pg_loss", "value_loss")})
-    metrics.update(prep_metrics)
-    metrics["optimizer_steps"] = jnp.asarray(s.epochs * s.minibatches, jnp.float32)
-    state = state.replace(step=state.step + 1, params=params, opt_states=opt_states)
-    return state, {(k if k.startswith(("nonfinite/", "grad_norm/")) else f"{name}/{k}"): v
-                   for k, v in metrics.items()}
-
+  update = ppo.epochs_update(s, policy_tx, value_tx, name=name, prepare_fn=prepare,
+                             loss_fn=minibatch_loss)
   return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))

@@ -62,7 +62,7 @@ Config (`config.algorithm`):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -272,7 +272,7 @@ def minibatch_loss(policy_params, value_params, data: dict[str, Array], s: Setti
                  "metrics": jax.lax.stop_gradient(metrics)}
 
 
-def _value_optimizer_config(config) -> dict[str, Any]:
+def value_optimizer_config(config) -> dict[str, Any]:
   """The "value_" optimizer keys, each falling back to its unprefixed key."""
   out = {}
   for key in _OPTIMIZER_KEYS:
@@ -283,21 +283,20 @@ def _value_optimizer_config(config) -> dict[str, Any]:
   return out
 
 
-def make(config, models: Models, *, turn_level: bool = False, name: str = "ppo") -> Algorithm:
-  s = settings(config, models, turn_level=turn_level)
-  policy_tx = optimizer(config)
-  value_tx = optimizer(_value_optimizer_config(config), "value_")
+def epochs_update(s, policy_tx, value_tx, *, name: str, prepare_fn: Callable,
+                  loss_fn: Callable) -> Callable:
+  """The update of an actor-critic with its own value optimizer: `prepare_fn` once on the
+  batch (advantages and targets under the current parameters), then `s.epochs` passes of
+  `s.minibatches` row slices (shuffled when `s.shuffle`), each a gradient step of `loss_fn`
+  on the policy and on the value parameters (PPO, Turn-PPO, HiPER).
+
+  `prepare_fn(policy_params, value_params, reference_params, batch, s)` -> (data, metrics);
+  `loss_fn(policy_params, value_params, data, s)` -> (loss, aux) with `aux["value_loss"]`
+  and `aux["metrics"]` (holding `pg_loss` and `value_loss`). The reference parameters are
+  `state.frozen["reference"]`, or None where the state has none.
+  """
   loss_name = f"{name}_loss"
-
-  def init(rng):
-    params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.
-    value = s.value_head.init(rng, jnp.zeros((1, 1, s.policy_config.hidden_size)))["params"]
-    return TrainState(
-        step=jnp.zeros((), jnp.int32), params={"policy": params, "value": value},
-        opt_states={"policy": policy_tx.init(params), "value": value_tx.init(value)},
-        frozen={"reference": jax.tree.map(jnp.copy, models.policy_params)})
-
-  grad_fn = jax.value_and_grad(minibatch_loss, argnums=(0, 1), has_aux=True)
+  grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
 
   def opt_step(carry, mb):
     params, opt_states = carry
@@ -317,8 +316,8 @@ def make(config, models: Models, *, turn_level: bool = False, name: str = "ppo")
       raise ValueError(f"{name}: batch size {b} is not divisible by "
                        f"minibatches={s.minibatches}")
     size = b // s.minibatches
-    data, prep_metrics = prepare(state.params["policy"], state.params["value"],
-                                 state.frozen["reference"], batch, s)
+    data, prep_metrics = prepare_fn(state.params["policy"], state.params["value"],
+                                    state.frozen.get("reference"), batch, s)
     data = jax.lax.stop_gradient(data)
 
     def epoch(carry, key):
@@ -341,4 +340,22 @@ def make(config, models: Models, *, turn_level: bool = False, name: str = "ppo")
     return state, {(k if k.startswith(("nonfinite/", "grad_norm/")) else f"{name}/{k}"): v
                    for k, v in metrics.items()}
 
+  return update
+
+
+def make(config, models: Models, *, turn_level: bool = False, name: str = "ppo") -> Algorithm:
+  s = settings(config, models, turn_level=turn_level)
+  policy_tx = optimizer(config)
+  value_tx = optimizer(value_optimizer_config(config), "value_")
+
+  def init(rng):
+    params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.
+    value = s.value_head.init(rng, jnp.zeros((1, 1, s.policy_config.hidden_size)))["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), params={"policy": params, "value": value},
+        opt_states={"policy": policy_tx.init(params), "value": value_tx.init(value)},
+        frozen={"reference": jax.tree.map(jnp.copy, models.policy_params)})
+
+  update = epochs_update(s, policy_tx, value_tx, name=name, prepare_fn=prepare,
+                         loss_fn=minibatch_loss)
   return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))
