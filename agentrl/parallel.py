@@ -23,6 +23,7 @@ Parameters of ``agentrl.models.decoder`` carry logical axis names (``vocab``, ``
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -272,11 +273,53 @@ def init_state(init_fn: Callable[[Any], Any], rng: Any, mesh: Mesh,
   return jax.jit(init_fn, out_shardings=shardings)(replicate(rng, mesh)), shardings
 
 
-def jit_sharded_update(update: Callable, shardings: Any, mesh: Mesh) -> Callable:
+_ACTIVATION_LAYOUT: contextvars.ContextVar = contextvars.ContextVar("activation_layout",
+                                                                    default=None)
+
+
+@contextlib.contextmanager
+def activation_layout(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES):
+  """While tracing inside this context, `constrain` lays activations out on `mesh`."""
+  token = _ACTIVATION_LAYOUT.set((mesh, tuple(tuple(rule) for rule in rules)))
+  try:
+    yield
+  finally:
+    _ACTIVATION_LAYOUT.reset(token)
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+  """Sharding constraint on an activation by logical axis names (e.g. ("batch", "length",
+  "embed")), under the rules of the enclosing `activation_layout`; a no-op outside one.
+
+  Without it XLA's propagation is free to follow the FSDP-split weights instead of the
+  batch: the contraction over `embed` then leaves [B, L, vocab] logits whole on every
+  device. A dimension that its mesh axes do not divide stays unsplit.
+  """
+  layout = _ACTIVATION_LAYOUT.get()
+  if layout is None:
+    return x
+  mesh, rules = layout
+  spec = nn.logical_to_mesh_axes(names, rules)
+  dims = []
+  for size, axes in zip(x.shape, tuple(spec) + (None,) * (x.ndim - len(spec))):
+    group = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    dims.append(axes if group and size % math.prod(mesh.shape[a] for a in group) == 0
+                else None)
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*dims)))
+
+
+def jit_sharded_update(update: Callable, shardings: Any, mesh: Mesh,
+                       rules: LogicalRules = DEFAULT_RULES) -> Callable:
   """Jits `update(state, *args) -> (state, metrics)` so that the new state keeps the layout
   `shardings` (the input state is donated) and the metrics come back replicated (readable on
-  every process). Inputs keep the shardings they arrive with (`shard_batch`)."""
-  return jax.jit(update, out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
+  every process). Inputs keep the shardings they arrive with (`shard_batch`); activations
+  the models mark with `constrain` follow `rules` (batch split over data and fsdp)."""
+
+  def traced(*args):
+    with activation_layout(mesh, rules):
+      return update(*args)
+
+  return jax.jit(traced, out_shardings=(shardings, replicated(mesh)), donate_argnums=0)
 
 
 # ----------------------------------------------------------------------------------------

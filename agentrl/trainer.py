@@ -95,7 +95,7 @@ class Layout:
     """`update_fn(state, batch, rng)`, keeping the state's layout on a mesh."""
     if self.mesh is None:
       return update_fn
-    jitted = parallel.jit_sharded_update(update_fn, shardings, self.mesh)
+    jitted = parallel.jit_sharded_update(update_fn, shardings, self.mesh, self.rules)
     return lambda state, batch, rng: jitted(state, batch, parallel.replicate(rng, self.mesh))
 
   def batch(self, batch, axis: int = 0, *, local: bool = False):

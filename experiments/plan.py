@@ -394,8 +394,7 @@ def run(spec: Spec, *, compile_update: bool = True) -> dict[str, Any]:
   algo = algorithms.make(spec.algorithm, config, models)
   # The algorithm's own jitted update; the state keeps its layout on the way out, as in a
   # trainer, so the donated input buffers can be reused for the output.
-  update = jax.jit(algo.update, out_shardings=(shardings, parallel.replicated(mesh)),
-                   donate_argnums=0)
+  update = parallel.jit_sharded_update(algo.update, shardings, mesh)
   start = time.perf_counter()
   lowered = update.lower(*args)
   plan["lower_s"] = time.perf_counter() - start

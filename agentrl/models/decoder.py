@@ -24,7 +24,12 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from agentrl import parallel
+
 Array = jax.Array
+
+#: Logical axes of the residual stream [B, L, hidden] (see `agentrl.parallel.constrain`).
+ACTIVATION_AXES = ("batch", "length", "embed")
 
 # ----------------------------------------------------------------------------------------
 # Config
@@ -358,6 +363,7 @@ class Decoder(nn.Module):
     x = self.embed(tokens)
     if cfg.position == "learned":
       x = x + self.pos_embed(positions)
+    x = parallel.constrain(x, ACTIVATION_AXES)
     cos = sin = None
     if cfg.position == "rope":
       cos, sin = rope_frequencies(positions, rope_inverse_frequencies(cfg))
@@ -368,6 +374,7 @@ class Decoder(nn.Module):
       new_cache = None
       for layer in self.layers:
         x, _ = layer(x, cos, sin, mask)
+        x = parallel.constrain(x, ACTIVATION_AXES)
     else:
       key_mask = jax.lax.dynamic_update_slice(cache.mask, token_mask, (0, cache.end))
       slots = jnp.broadcast_to(cache.end + jnp.arange(length), (batch, length))
@@ -388,6 +395,7 @@ class Decoder(nn.Module):
       logits = self.embed.attend(hidden)
     else:
       logits = self.lm_head(hidden)
+    logits = parallel.constrain(logits, ("batch", "length", "vocab"))
     return DecoderOutput(logits=logits.astype(jnp.float32), hidden=hidden, cache=new_cache)
 
 
