@@ -35,7 +35,9 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from agentrl.models.decoder import WEIGHT_INIT, with_axes, dot_product_attention
+from agentrl import parallel
+from agentrl.models.decoder import (ACTIVATION_AXES, WEIGHT_INIT, dot_product_attention,
+                                    with_axes)
 
 Array = jax.Array
 
@@ -251,10 +253,10 @@ class Encoder(nn.Module):
     chex.assert_equal_shape([tokens, token_type_ids, positions])
 
     x = self.token_embed(tokens) + self.pos_embed(positions) + self.type_embed(token_type_ids)
-    x = self.embed_norm(x).astype(cfg.dtype)
+    x = parallel.constrain(self.embed_norm(x).astype(cfg.dtype), ACTIVATION_AXES)
     mask = attention_mask[:, None, :]  # [B, 1, L]: every query sees its row's real tokens
     for layer in self.layers:
-      x = layer(x, mask)
+      x = parallel.constrain(layer(x, mask), ACTIVATION_AXES)
     return EncoderOutput(hidden=x, pooled=mean_pool(x, attention_mask))
 
 
