@@ -279,3 +279,18 @@ for method, (file, _) in METHODS.items():
 # ## Did the claim hold?
 #
 # The verdict for the committed full run is written below the numbers it rests on.
+#
+# **Verdict (full run, 3 seeds): the claim did not hold at our scale.**
+#
+# * ArCHer reaches PPO's final median return (-7.59 after 960 episodes) after 480 online
+#   episodes: about **2x** fewer samples, not 100x, and the two end close (median -7.16 vs
+#   -7.59; per seed ArCHer -7.61 / -7.16 / -6.83, PPO -7.72 / -7.59 / -6.66), within the spread
+#   of one 64-game evaluation. ArCHer also seeds its buffer with 600 dataset episodes.
+# * ArCHer does **not** end above CHAI or online filtered BC: CHAI ends best (median -4.02,
+#   success 0.95, every seed) and filtered BC second (-6.45, spread -4.67 to -8.53). CHAI's
+#   best-of-5 under the critic first hurts (start -13.2: an untrained critic picks bad
+#   questions) and then exploits the BC policy's strong mode, which a 0.56M-parameter policy
+#   samples often enough to choose from; ArCHer's actor moves slowly at lr 1e-5 over 20
+#   actor iterations.
+# * Budget: 30 iterations of 16 (PPO 32) episodes, BC 200 steps, 2 loaded CPU cores, 3 seeds;
+#   wall time per run in the table above (CHAI 48 min on seed 0, the most expensive).
