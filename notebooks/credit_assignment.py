@@ -1,0 +1,416 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Credit assignment on long horizons: GRPO, RLOO, GiGPO, turn-level GAE, HiPER, A2TGPO
+#
+# Multi-turn agents get one sparse reward at the end of a long episode, and the estimators of
+# the field differ in how they hand it back to the turns:
+#
+# | estimator | credit | code |
+# | --- | --- | --- |
+# | GRPO | the episode's return, z-scored in its group of G episodes of the same task, on every turn | `group.py`, `credit=none` |
+# | RLOO | the episode's return minus the mean of the other G-1, on every turn | `group.py`, `name=rloo` |
+# | GiGPO (Feng et al. 2025) | GRPO's episode advantage plus a step advantage: discounted return-to-go z-scored among the turns of the group that share an anchor state | `group.py`, `name=gigpo` |
+# | turn-level GAE | a turn-level critic V(s_k) and GAE over turns (Turn-PPO) | `turn_ppo.py` |
+# | HiPER's HAE (Peng et al. 2026) | a planner / executor hierarchy: GAE within subgoal segments, SMDP GAE across them, a switch head | `hiper.py` |
+# | A2TGPO (Chen et al. 2026) | turn-grouped information gain about the task's answer, accumulated and variance-rescaled, plus the outcome advantage; clip range per turn | `group.py`, `credit=a2tgpo` |
+#
+# The papers' claims we can measure: finer credit assignment learns long-horizon tasks faster
+# than episode-level group baselines (GiGPO: more than 12 points over GRPO on ALFWorld; HiPER:
+# 6.6 points over GiGPO; A2TGPO: about +1.7 EM over prior RL methods on multi-turn QA), and
+# its advantages are a less noisy learning signal. Here, on our three long-horizon
+# environments (maze PO, text-nav PO, WILT), with one small policy per method trained from the
+# same behaviour-cloned start:
+#
+# 1. **success vs samples**: held-out success rate against environment episodes, every method
+#    at the same number of episodes per update;
+# 2. **the variance of each estimator on the same batches**: batches played by one trained
+#    policy, every estimator's advantages computed on them, and the noise of the policy
+#    gradient those advantages give.
+#
+# A2TGPO needs each task's ground-truth answer (the information gain is the change in the
+# policy's probability of it): WILT has one (its hidden rule), the mazes and text-nav do not,
+# so A2TGPO runs on WILT only. HiPER plays `hiper_<env>`, the same environment in its reply
+# format (`<switch>…</switch> <subgoal>…</subgoal> action`), so its tokenizer, BC policy and
+# batches are its own; its returns are the plain environment's.
+
+# %% tags=["parameters"]
+SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_notebooks.py).
+
+# %%
+import functools
+import json
+import os
+import platform
+import tempfile
+import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # One progress bar per run would flood the outputs.
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+import agentrl
+from agentrl import advantages, configs, data, policy, rollout, run_cache
+from agentrl.algorithms import group, ppo, hiper
+from agentrl.logging_utils import read_metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
+# method -> (config file, overrides, the environments it runs on (None: all)).
+METHODS = {
+    "GRPO": ("group.py", ["algorithm.name=grpo"], None),
+    "RLOO": ("group.py", ["algorithm.name=rloo"], None),
+    # GiGPO's discount of the step return-to-go is the paper's 0.95 (group.py's default is 1).
+    "GiGPO": ("group.py", ["algorithm.name=gigpo", "algorithm.credit=gigpo",
+                           "algorithm.gamma=0.95"], None),
+    "turn-level GAE": ("turn_ppo.py", [], None),
+    "HiPER": ("hiper.py", [], None),
+    "A2TGPO": ("group.py", ["algorithm.name=grpo", "algorithm.credit=a2tgpo"], ("wilt",)),
+}
+COLORS = {"GRPO": "tab:blue", "RLOO": "tab:cyan", "GiGPO": "tab:green",
+          "turn-level GAE": "tab:orange", "HiPER": "tab:red", "A2TGPO": "tab:purple"}
+
+if SMOKE:
+  CONFIG_VARIANT = "smoke"
+  ENVS = ("wilt",)
+  SEED = 0
+  SEEDS_PER_ITERATION, GROUP_SIZE = 2, 2
+  OVERRIDES = ["bc.steps=2", "train.total_iterations=1", "train.eval_every=1",
+               "train.checkpoint_every=1", "eval.greedy=False"]
+  VARIANCE_BATCHES = 2
+  OUT = tempfile.mkdtemp(prefix="credit_assignment_smoke_")
+  RUNS_DIR = os.path.join(OUT, "runs")
+  RESULTS_CSV = os.path.join(OUT, "credit_assignment.csv")
+  VARIANCE_CSV = os.path.join(OUT, "credit_assignment_variance.csv")
+  OVERRIDES.append(f"data_dir={os.path.join(OUT, 'data')}")
+else:
+  CONFIG_VARIANT = "cpu"
+  ENVS = ("maze_po", "text_nav_po", "wilt")
+  SEED = 0
+  # Every method updates on 64 episodes per iteration: the group methods as 8 tasks x G=8,
+  # turn-level GAE and HiPER as 64 tasks (their cpu variants play 32). One seed and 16
+  # iterations (1024 episodes) per method to fit 2 CPU cores; evaluation every 4 iterations
+  # on 64 held-out tasks at temperature 1.
+  SEEDS_PER_ITERATION, GROUP_SIZE = 8, 8
+  OVERRIDES = ["train.total_iterations=16", "train.eval_every=4", "train.checkpoint_every=4",
+               "eval.episodes=64", "eval.greedy=False"]
+  VARIANCE_BATCHES = 8
+  RUNS_DIR = os.path.join(REPO, "runs", "notebooks", "credit_assignment")
+  RESULTS_CSV = os.path.join(REPO, "experiments", "results", "credit_assignment.csv")
+  VARIANCE_CSV = os.path.join(REPO, "experiments", "results", "credit_assignment_variance.csv")
+
+EPISODES_PER_ITERATION = SEEDS_PER_ITERATION * GROUP_SIZE
+jax.config.update("jax_compilation_cache_dir", os.path.join(RUNS_DIR, "jax_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+print(f"SMOKE={SMOKE}  variant={CONFIG_VARIANT}  envs={ENVS}  seed={SEED}  "
+      f"episodes per iteration={EPISODES_PER_ITERATION}  overrides={OVERRIDES}")
+print(f"jax {jax.__version__} on {jax.devices()}; {platform.processor() or platform.machine()}, "
+      f"{os.cpu_count()} CPUs")
+
+
+# %% [markdown]
+# ## The runs
+#
+# One `trainer.train` per (environment, method), through `agentrl.run_cache.train_once`: a
+# finished run is read back instead of retrained, and the methods that play the plain
+# environment share one BC warm start (trained by the first, copied into the others' run
+# directories). HiPER trains its own, on its reply format.
+
+
+# %%
+def methods_for(env):
+  return [m for m, (_, _, only) in METHODS.items() if only is None or env in only]
+
+
+def load(env, method):
+  file, own, _ = METHODS[method]
+  if file == "group.py":
+    rollout_keys = [f"rollout.seeds_per_iteration={SEEDS_PER_ITERATION}",
+                    f"rollout.group_size={GROUP_SIZE}"]
+  else:
+    rollout_keys = [f"rollout.seeds_per_iteration={EPISODES_PER_ITERATION}",
+                    "rollout.group_size=1"]
+  overrides = [f"seed={SEED}", *OVERRIDES, *own, *rollout_keys]
+  path = os.path.join(configs.CONFIG_DIR, file)
+  return configs.load_config(f"{path}:{CONFIG_VARIANT},env={env}", overrides), overrides
+
+
+def run_dir(env, method):
+  name = method.lower().replace(" ", "_").replace("-", "_")
+  return os.path.join(RUNS_DIR, f"{env}-{CONFIG_VARIANT}-{name}-seed{SEED}")
+
+
+def run(env, method):
+  config, overrides = load(env, method)
+  same_bc = [run_dir(env, m) for m in methods_for(env) if (m == "HiPER") == (method == "HiPER")]
+  seconds = run_cache.train_once(config, run_dir(env, method), bc_from=same_bc)
+  rows = [r for r in read_metrics(run_dir(env, method)) if "eval/success_rate" in r]
+  return {"env": env, "method": method, "config": config, "overrides": overrides,
+          "rows": rows, "seconds": seconds}
+
+
+tic = time.perf_counter()
+RESULTS = {}
+for env in ENVS:
+  for method in methods_for(env):
+    r = RESULTS[env, method] = run(env, method)
+    first, last = r["rows"][0], r["rows"][-1]
+    print(f"{env:12s} {method:15s} {r['seconds'] / 60:5.1f} min: success "
+          f"{first['eval/success_rate']:.3f} -> {last['eval/success_rate']:.3f}, return "
+          f"{first['eval/mean_return']:+.3f} -> {last['eval/mean_return']:+.3f} after "
+          f"{last['episodes']:.0f} episodes")
+print(f"all runs: {sum(r['seconds'] for r in RESULTS.values()) / 60:.1f} min of training "
+      f"({(time.perf_counter() - tic) / 60:.1f} min in this execution)")
+
+# %% [markdown]
+# ## Success and return vs environment episodes
+#
+# Held-out evaluation (64 tasks the training never sees, temperature 1) against the episodes
+# each method has played. Every method but HiPER starts from the same BC policy (the points
+# at 0 episodes coincide up to evaluation noise); HiPER starts from its own BC policy on its
+# reply format.
+
+# %%
+fig, axes = plt.subplots(2, len(ENVS), figsize=(5 * len(ENVS), 7), layout="constrained",
+                         squeeze=False)
+for col, env in enumerate(ENVS):
+  for row, (key, label) in enumerate((("eval/success_rate", "success rate"),
+                                      ("eval/mean_return", "mean return"))):
+    ax = axes[row, col]
+    for method in methods_for(env):
+      rows = RESULTS[env, method]["rows"]
+      ax.plot([r["episodes"] for r in rows], [r[key] for r in rows], marker=".",
+              color=COLORS[method], label=method)
+    ax.set_xlabel("environment episodes")
+    ax.set_ylabel(label)
+    ax.set_title(env)
+    ax.grid(alpha=0.3)
+axes[0, -1].legend(fontsize=8)
+fig.suptitle(f"held-out evaluation, seed {SEED}")
+plt.show()
+
+TABLE = []
+for (env, method), r in RESULTS.items():
+  first, last = r["rows"][0], r["rows"][-1]
+  # Area under the success curve per episode: learning speed, not only the end point.
+  x = np.asarray([row["episodes"] for row in r["rows"]], float)
+  y = np.asarray([row["eval/success_rate"] for row in r["rows"]], float)
+  auc = float(np.trapezoid(y, x) / x[-1]) if x[-1] > 0 else float(y[-1])
+  TABLE.append({"env": env, "method": method, "seed": SEED, "episodes": int(last["episodes"]),
+                "start_success": first["eval/success_rate"],
+                "final_success": last["eval/success_rate"], "mean_success_over_training": auc,
+                "start_return": first["eval/mean_return"],
+                "final_return": last["eval/mean_return"], "wall_time_s": round(r["seconds"], 1)})
+
+
+def write_csv(path, table):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(",".join(table[0]) + "\n")
+    for row in table:
+      f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values())
+              + "\n")
+
+
+write_csv(RESULTS_CSV, TABLE)
+print(f"{'env':12s} {'method':15s} {'success: start':>14s} {'final':>6s} {'mean':>6s} "
+      f"{'return: start':>13s} {'final':>7s} {'minutes':>7s}")
+for t in TABLE:
+  print(f"{t['env']:12s} {t['method']:15s} {t['start_success']:14.3f} {t['final_success']:6.3f} "
+        f"{t['mean_success_over_training']:6.3f} {t['start_return']:+13.3f} "
+        f"{t['final_return']:+7.3f} {t['wall_time_s'] / 60:7.1f}")
+print(f"\nwrote {os.path.relpath(RESULTS_CSV, REPO) if not SMOKE else RESULTS_CSV}")
+
+# %% [markdown]
+# ## The estimators on the same batches
+#
+# The batches: the final policy of the turn-level GAE run plays `VARIANCE_BATCHES` batches of
+# 8 held-out tasks x 8 episodes (groups for the critic-free estimators) at temperature 1. On
+# each batch every estimator computes its advantages with the public functions the algorithms
+# use: `group.group_turn_advantages` (GRPO, RLOO, GiGPO, and A2TGPO with the policy's answer
+# log-probs from `policy.answer_logprobs`) and `ppo.prepare` with the run's own critic
+# (turn-level GAE), whose values belong to the policy that played. HiPER is measured the same
+# way on batches its own final policy plays in its reply format, with its critic's three
+# heads (`hiper.prepare`), beside GRPO, RLOO and GiGPO on those same batches.
+#
+# Three numbers per estimator, over the batches:
+#
+# * **advantage std** over action tokens. Most estimators normalise (GRPO z-scores each group,
+#   turn-level GAE and HiPER whiten the batch), so this says little about noise by itself;
+# * **zero fraction**: action tokens whose advantage is exactly 0, which get no gradient (a
+#   group whose G episodes all tie gives GRPO and RLOO nothing);
+# * the **gradient noise**: on each batch the policy gradient g_b = ∇θ mean over action tokens
+#   of A · log π(a), and across batches the pairwise cosine similarity of the g_b (1: every
+#   batch points the same way) and the noise-to-signal ratio tr Var(g) / ‖E g‖², with
+#   ‖E g‖² estimated without the bias of the batch mean (‖ḡ‖² − tr Var(g)/n). Both are
+#   independent of the advantages' scale, so the estimators compare directly.
+
+
+# %%
+@functools.partial(jax.jit, static_argnums=1)
+def pg_gradient(params, policy_config, batch, token_adv, mask):
+  def objective(p):
+    lp = policy.evaluate(p, policy_config, batch.tokens, batch.positions,
+                         batch.attention_mask).logprobs
+    return jnp.sum(jnp.where(mask, token_adv * lp, 0.0)) / jnp.maximum(mask.sum(), 1)
+  grads = jax.grad(objective)(params)
+  return jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
+
+
+def critic_free(batch, params, policy_config, methods, temperature):
+  """{method: (token advantages, token mask)} of the group estimators on `batch`."""
+  turn_mask = batch.turn_mask.astype(bool)
+  mask = batch.action_mask.astype(bool) & batch.attention_mask.astype(bool)
+  kwargs = {"GRPO": dict(estimator="grpo", credit_mode="none"),
+            "RLOO": dict(estimator="rloo", credit_mode="none"),
+            "GiGPO": dict(estimator="gigpo", credit_mode="gigpo", gamma=0.95),
+            "A2TGPO": dict(estimator="grpo", credit_mode="a2tgpo")}
+  out = {}
+  for method in methods:
+    answer_lp = None
+    if method == "A2TGPO":
+      answer_lp = policy.answer_logprobs(
+          params, policy_config, batch.tokens, batch.positions, batch.attention_mask,
+          batch.action_mask, batch.turn_index, batch.answer_tokens, turn_mask.shape[1],
+          temperature=temperature)
+    turn_adv, _ = group.group_turn_advantages(batch, answer_logprob=answer_lp,
+                                              **kwargs[method])
+    out[method] = (advantages.turns_to_tokens(turn_adv, batch.turn_index, batch.action_mask),
+                   mask)
+  return out
+
+
+def play_batches(exp, params, env, answer_length):
+  """`VARIANCE_BATCHES` group batches of held-out tasks played by `params`."""
+  lm = rollout.LMPolicy(params, exp.models.policy_config, exp.models.sampling)
+  c = exp.config
+  batches = []
+  for b in range(VARIANCE_BATCHES):
+    seeds = data.EVAL_SEED_START + 100_000 + b * SEEDS_PER_ITERATION + np.arange(
+        SEEDS_PER_ITERATION)
+    result = rollout.rollout(lm, c.env.name, list(seeds), tokenizer=exp.tokenizer,
+                             max_tokens=c.env.max_tokens, group_size=GROUP_SIZE,
+                             rng=jax.random.PRNGKey(1000 + b), env_kwargs=dict(c.env.kwargs),
+                             max_turns=exp.max_turns, system_prompt=c.env.system_prompt,
+                             answer_length=answer_length)
+    batches.append(jax.tree.map(jnp.asarray, result.batch))
+  return batches
+
+
+def noise(grads):
+  g = np.stack([np.asarray(x, np.float64) for x in grads])
+  n = len(g)
+  unit = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-30)
+  cos = unit @ unit.T
+  pairwise = float(cos[~np.eye(n, dtype=bool)].mean()) if n > 1 else float("nan")
+  var = float(g.var(axis=0, ddof=1).sum()) if n > 1 else float("nan")
+  signal = float(np.sum(g.mean(axis=0) ** 2)) - var / n
+  return pairwise, (var / signal if signal > 0 else float("inf"))
+
+
+def measure(env, source):
+  """Plays the batches with the final policy of `source` and measures every estimator."""
+  config, _ = load(env, source)
+  exp, state = run_cache.restore(config, run_dir(env, source))
+  params = state.params["policy"]
+  cfg = exp.models.policy_config
+  others = ["GRPO", "RLOO", "GiGPO"] + (["A2TGPO"] if "A2TGPO" in methods_for(env)
+                                         and source != "HiPER" else [])
+  answer_length = 32 if "A2TGPO" in others else 0
+  if source == "HiPER":
+    s = hiper.settings(config.algorithm, exp.models)
+    prep = jax.jit(lambda p, v, r, b: hiper.prepare(p, v, r, b, s)[0])
+  else:
+    s = ppo.settings(config.algorithm, exp.models, turn_level=True)
+    prep = jax.jit(lambda p, v, r, b: ppo.prepare(p, v, r, b, s)[0])
+  ref = state.frozen.get("reference", params)
+  stats = {m: {"std": [], "zero": [], "grads": []} for m in [source, *others]}
+  returns, successes = [], []
+  for batch in play_batches(exp, params, env, answer_length):
+    prepared = prep(params, state.params["value"], ref, batch)
+    mask = prepared.get("policy_mask", batch.action_mask.astype(bool)
+                        & batch.attention_mask.astype(bool))
+    adv = {source: (prepared["advantages"], mask),
+           **critic_free(batch, params, cfg, others, exp.models.sampling.temperature or 1.0)}
+    for m, (a, mk) in adv.items():
+      vals = np.asarray(a)[np.asarray(mk)]
+      stats[m]["std"].append(float(vals.std()) if vals.size else 0.0)
+      stats[m]["zero"].append(float(np.mean(vals == 0)) if vals.size else 1.0)
+      stats[m]["grads"].append(pg_gradient(params, cfg, batch, a, mk))
+    ret = np.asarray(jnp.sum(jnp.where(batch.turn_mask, batch.rewards, 0.0), -1))
+    returns.append(float(ret.mean()))
+  rows = []
+  for m, st in stats.items():
+    cosine, nsr = noise(st["grads"])
+    rows.append({"env": env, "batches_from": source, "estimator": m,
+                 "batches": len(st["std"]), "episodes_per_batch": EPISODES_PER_ITERATION,
+                 "batch_mean_return": float(np.mean(returns)),
+                 "advantage_std": float(np.mean(st["std"])),
+                 "zero_fraction": float(np.mean(st["zero"])),
+                 "gradient_cosine": cosine, "noise_to_signal": nsr})
+  return rows
+
+
+tic = time.perf_counter()
+VARIANCE = []
+for env in ENVS:
+  for source in ("turn-level GAE", "HiPER"):
+    VARIANCE += measure(env, source)
+write_csv(VARIANCE_CSV, VARIANCE)
+print(f"{'env':12s} {'batches from':15s} {'estimator':15s} {'adv std':>8s} {'zero':>6s} "
+      f"{'grad cos':>8s} {'noise/signal':>12s}")
+for v in VARIANCE:
+  print(f"{v['env']:12s} {v['batches_from']:15s} {v['estimator']:15s} "
+        f"{v['advantage_std']:8.3f} {v['zero_fraction']:6.3f} {v['gradient_cosine']:8.3f} "
+        f"{v['noise_to_signal']:12.3g}")
+print(f"\nwrote {os.path.relpath(VARIANCE_CSV, REPO) if not SMOKE else VARIANCE_CSV} "
+      f"({(time.perf_counter() - tic) / 60:.1f} min)")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+labels = sorted({(v["batches_from"], v["estimator"]) for v in VARIANCE})
+width = 0.8 / max(len(ENVS), 1)
+for ax, (key, title) in zip(axes, (("gradient_cosine", "pairwise cosine of batch gradients"),
+                                   ("zero_fraction", "action tokens with zero advantage"))):
+  for i, env in enumerate(ENVS):
+    vals = [next((v[key] for v in VARIANCE if v["env"] == env
+                  and (v["batches_from"], v["estimator"]) == lab), np.nan) for lab in labels]
+    ax.bar(np.arange(len(labels)) + i * width, vals, width, label=env)
+  ax.set_xticks(np.arange(len(labels)) + width * (len(ENVS) - 1) / 2)
+  ax.set_xticklabels([f"{e}\n(on {s} batches)" for s, e in labels], rotation=60, ha="right",
+                     fontsize=7)
+  ax.set_title(title)
+  ax.grid(alpha=0.3, axis="y")
+axes[0].legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## The configs, seeds and wall time
+
+# %%
+print(f"overrides for every method: {', '.join(OVERRIDES)}")
+print(f"total training wall time {sum(r['seconds'] for r in RESULTS.values()) / 60:.1f} min on "
+      f"{os.cpu_count()} CPU cores")
+for method, (file, _, _) in METHODS.items():
+  r = next(r for (_, m), r in RESULTS.items() if m == method)
+  c = r["config"]
+  print(f"\n{method}: experiments/configs/{file}:{CONFIG_VARIANT} with {r['overrides']}; policy "
+        f"{c.policy.num_layers} layers x {c.policy.hidden_size} wide, BC {c.bc.steps} steps, "
+        f"{c.train.total_iterations} iterations x {c.rollout.seeds_per_iteration} tasks x "
+        f"{c.rollout.group_size} episodes")
+  print("algorithm:", json.dumps(configs.config_to_dict(c.algorithm), sort_keys=True))
