@@ -75,9 +75,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
 METHODS = {
     "GRPO": ("group.py", ["algorithm.name=grpo"], None),
     "RLOO": ("group.py", ["algorithm.name=rloo"], None),
-    # GiGPO's discount of the step return-to-go is the paper's 0.95 (group.py's default is 1).
-    "GiGPO": ("group.py", ["algorithm.name=gigpo", "algorithm.credit=gigpo",
-                           "algorithm.gamma=0.95"], None),
+    "GiGPO": ("group.py", ["algorithm.name=gigpo", "algorithm.credit=gigpo"], None),
     "turn-level GAE": ("turn_ppo.py", [], None),
     "HiPER": ("hiper.py", [], None),
     "A2TGPO": ("group.py", ["algorithm.name=grpo", "algorithm.credit=a2tgpo"], ("wilt",)),
@@ -272,24 +270,22 @@ def pg_gradient(params, policy_config, batch, token_adv, mask):
   return jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
 
 
-def critic_free(batch, params, policy_config, methods, temperature):
-  """{method: (token advantages, token mask)} of the group estimators on `batch`."""
+def critic_free(env, batch, params, policy_config, methods, temperature):
+  """{method: (token advantages, token mask)} of the group estimators on `batch`, each with
+  the options its run trained with (`group.advantage_options`)."""
   turn_mask = batch.turn_mask.astype(bool)
   mask = batch.action_mask.astype(bool) & batch.attention_mask.astype(bool)
-  kwargs = {"GRPO": dict(estimator="grpo", credit_mode="none"),
-            "RLOO": dict(estimator="rloo", credit_mode="none"),
-            "GiGPO": dict(estimator="gigpo", credit_mode="gigpo", gamma=0.95),
-            "A2TGPO": dict(estimator="grpo", credit_mode="a2tgpo")}
   out = {}
   for method in methods:
+    a = load(env, method)[0].algorithm
+    kwargs = group.advantage_options(a, a.name)
     answer_lp = None
-    if method == "A2TGPO":
+    if kwargs["credit_mode"] == "a2tgpo":
       answer_lp = policy.answer_logprobs(
           params, policy_config, batch.tokens, batch.positions, batch.attention_mask,
           batch.action_mask, batch.turn_index, batch.answer_tokens, turn_mask.shape[1],
           temperature=temperature)
-    turn_adv, _ = group.group_turn_advantages(batch, answer_logprob=answer_lp,
-                                              **kwargs[method])
+    turn_adv, _ = group.group_turn_advantages(batch, answer_logprob=answer_lp, **kwargs)
     out[method] = (advantages.turns_to_tokens(turn_adv, batch.turn_index, batch.action_mask),
                    mask)
   return out
@@ -346,7 +342,8 @@ def measure(env, source):
     mask = prepared.get("policy_mask", batch.action_mask.astype(bool)
                         & batch.attention_mask.astype(bool))
     adv = {source: (prepared["advantages"], mask),
-           **critic_free(batch, params, cfg, others, exp.models.sampling.temperature or 1.0)}
+           **critic_free(env, batch, params, cfg, others,
+                         exp.models.sampling.temperature or 1.0)}
     for m, (a, mk) in adv.items():
       vals = np.asarray(a)[np.asarray(mk)]
       stats[m]["std"].append(float(vals.std()) if vals.size else 0.0)

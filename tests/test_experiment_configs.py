@@ -6,6 +6,7 @@ import os
 import pytest
 
 from agentrl import algorithms, configs, envs, trainer
+from agentrl.algorithms import group
 from agentrl.logging_utils import read_metrics
 from experiments.configs import common
 
@@ -51,6 +52,14 @@ def test_env_option_and_bad_arguments():
     configs.load_config("ppo.py:cpu,env=nope")
   with pytest.raises(ValueError, match="expected a variant"):
     configs.load_config("group.py:fast")
+
+
+@pytest.mark.parametrize("name,overrides,gamma", [
+    ("gigpo", [], 0.95), ("grpo", [], 1.0), ("rloo", ["algorithm.credit=turn"], 1.0),
+    ("gigpo", ["algorithm.gamma=1.0"], 1.0), ("grpo", ["algorithm.gamma=0.9"], 0.9)])
+def test_group_config_discount_is_the_estimators_unless_set(name, overrides, gamma):
+  config = configs.load_config("group.py:cpu", [f"algorithm.name={name}", *overrides])
+  assert group.advantage_options(config.algorithm, name)["gamma"] == gamma
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -396,16 +396,18 @@ def _masked_stats(x: Array, mask: Array) -> tuple[Array, Array]:
   return mean, jnp.sqrt(var)
 
 
-def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo") -> Algorithm:
-  """Builds the group method `estimator` (see the module docstring for the config keys)."""
+def advantage_options(config, estimator: str, name: str = "grpo") -> dict[str, Any]:
+  """The keyword arguments of `group_turn_advantages` that `config` asks for (defaults filled:
+  the estimator's credit, and γ 0.95 for gigpo, 1.0 otherwise, when `gamma` is unset)."""
   credit_mode = config.get("credit", None) or CREDIT_OPTIONS.get(estimator, ("none",))[0]
   check_options(estimator, credit_mode)
   anchor = config.get("anchor", "history")
   if estimator == "gigpo" and anchor not in ANCHOR_MODES:
     raise ValueError(f"{name}: anchor={anchor!r}; valid: {', '.join(ANCHOR_MODES)}.")
-  adv_kwargs = dict(
+  gamma = config.get("gamma", None)
+  return dict(
       estimator=estimator, credit_mode=credit_mode,
-      gamma=float(config.get("gamma", 0.95 if estimator == "gigpo" else 1.0)),
+      gamma=(0.95 if estimator == "gigpo" else 1.0) if gamma is None else float(gamma),
       eps=config.get("eps", None), unbiased_std=config.get("unbiased_std", None),
       group_baseline=bool(config.get("group_baseline", False)),
       omega=float(config.get("omega", 1.0)), anchor=anchor,
@@ -414,6 +416,12 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
       lambda_outcome=float(config.get("lambda_outcome", 1.0)),
       outcome_on_all_turns=bool(config.get("outcome_on_all_turns", True)),
       clip_eps=float(config.get("clip_eps", 0.2)), beta=float(config.get("beta", 0.3)))
+
+
+def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo") -> Algorithm:
+  """Builds the group method `estimator` (see the module docstring for the config keys)."""
+  adv_kwargs = advantage_options(config, estimator, name)
+  credit_mode = adv_kwargs["credit_mode"]
   needs_answers = credit_mode in ANSWER_CREDITS
   answer_length = int(config.get("answer_length", 32)) if needs_answers else 0
   if needs_answers and answer_length < 1:

@@ -31,7 +31,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a.credit = ""  # "" = the estimator's default (see the module docstring).
   a.lr = 1e-5  # Policy learning rate.
   a.max_grad_norm = 1.0
-  a.gamma = 1.0  # Turn discount of the return-to-go (credit "turn", gigpo: 0.95).
+  # Turn discount of the return-to-go (credits "turn", "mars", igpo, a2tgpo and gigpo's step
+  # return); unset: 0.95 for gigpo (the paper's), 1.0 for the others.
+  a.gamma = ml_collections.config_dict.placeholder(float)
   a.clip_eps = 0.2  # PPO clip on the ratio to the sampler.
   a.epochs = 1  # Passes over each group batch (1: a pure policy gradient step).
   a.minibatches = 1
