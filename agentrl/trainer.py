@@ -146,7 +146,7 @@ def build_policy(config, tokenizer: Tokenizer, layout: Layout = Layout()
   policy_config = decoder.DecoderConfig.llama(
       vocab_size=tokenizer.vocab_size, hidden_size=p.hidden_size, num_layers=p.num_layers,
       num_heads=p.num_heads, num_kv_heads=p.num_kv_heads, mlp_dim=p.mlp_dim,
-      max_position_embeddings=max(4096, config.env.max_tokens))
+      max_position_embeddings=max(4096, config.env.max_tokens), remat=p.get("remat", False))
   rng = jax.random.PRNGKey(config.seed)
   if layout.mesh is None:
     return policy_config, decoder.init_params(policy_config, rng)

@@ -59,3 +59,36 @@ def test_answer_logprobs_equal_scoring_each_truncated_conversation():
                                np.arange(176)[None], (np.arange(176) < n)[None]).logprobs)[0]
       np.testing.assert_allclose(got[row, t], lp[starts[0]:n].mean(), atol=1e-5)
   assert (got[:2, 0] < 0).all() and b.turn_mask[:2, 1].any()
+
+
+def test_rematerialised_blocks_give_the_same_parameters_values_and_gradients():
+  from agentrl.models import decoder
+  config = decoder.DecoderConfig.llama(vocab_size=64, hidden_size=32, num_layers=2, num_heads=4,
+                                       num_kv_heads=2, mlp_dim=48)
+  remat = config.replace(remat=True)
+  params = decoder.init_params(config, jax.random.PRNGKey(0))
+  assert (jax.tree.structure(decoder.init_params(remat, jax.random.PRNGKey(0)))
+          == jax.tree.structure(params))
+  tokens = jax.random.randint(jax.random.PRNGKey(1), (3, 12), 0, 64)
+  positions = jnp.broadcast_to(jnp.arange(12), (3, 12))
+  mask = jnp.arange(12)[None, :] < jnp.array([[12], [7], [1]])
+
+  def loss(p, cfg):
+    out = policy.evaluate(p, cfg, tokens, positions, mask)
+    return jnp.sum(out.logprobs * jnp.arange(12)) + jnp.sum(out.hidden ** 2) * 1e-3
+
+  value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+  (value, grads), (value_r, grads_r) = (value_and_grad(params, c) for c in (config, remat))
+  np.testing.assert_allclose(value_r, value, rtol=1e-6)
+  for g, g_r in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_r)):
+    np.testing.assert_allclose(g_r, g, rtol=1e-5, atol=1e-6)
+  # The jaxpr of the gradient recomputes the blocks: it holds one checkpoint per layer.
+  jaxpr = str(jax.make_jaxpr(jax.grad(loss), static_argnums=1)(params, remat))
+  assert jaxpr.count("remat") + jaxpr.count("checkpoint") >= config.num_layers
+  # Decoding with a KV cache still works with remat on.
+  cache = decoder.init_cache(remat, 3, 16)
+  prefill = jax.jit(lambda cfg, c: decoder.Decoder(cfg).apply(
+      {"params": params}, tokens[:, :4], positions[:, :4], mask[:, :4], c), static_argnums=0)
+  out = prefill(remat, cache)
+  ref = prefill(config, decoder.init_cache(config, 3, 16))
+  np.testing.assert_allclose(out.logits, ref.logits, rtol=1e-5, atol=1e-5)

@@ -80,6 +80,7 @@ def base(env: str, variant: str) -> ml_collections.ConfigDict:
   c.policy.num_heads = 4
   c.policy.num_kv_heads = 2
   c.policy.mlp_dim = 256
+  c.policy.remat = False  # Recompute each block in the backward pass (TPU/GPU: less memory).
 
   c.sampling = ml_collections.ConfigDict()
   c.sampling.max_new_tokens = sizes["max_new_tokens"]  # Token budget of one utterance.
