@@ -332,8 +332,9 @@ def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | Non
              f"{prefix}/mean_return": result.stats["mean_return"],
              f"{prefix}/mean_turns": result.stats["mean_turns"],
              f"{prefix}/invalid_action_rate": result.stats["invalid_action_rate"]}
-  if exp.config.env.name in data.NORMALIZERS:
-    metrics[f"{prefix}/score"] = float(data.normalized_score(exp.config.env.name,
+  scored = envs.score_name(exp.config.env.name)  # hiper_maze_po is scored as maze_po.
+  if scored in data.NORMALIZERS:
+    metrics[f"{prefix}/score"] = float(data.normalized_score(scored,
                                                              result.stats["mean_return"]))
   return metrics
 

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from agentrl import algorithms, configs, envs, hiper, policy, rollout, sampling, trainer
+from agentrl import algorithms, configs, data, envs, hiper, policy, rollout, sampling, trainer
 from agentrl.algorithms import Models
 from agentrl.algorithms import hiper as H
 from agentrl.data import tokenizers as tokenizer_data
@@ -139,6 +139,11 @@ def test_registry_wraps_single_role_environments():
     envs.make("hiper_nope")
   assert envs.make(NAME, max_turns=3).max_turns == 3
   assert envs.make("hiper_wilt").reference_answer() is None
+  # Its returns are the plain environment's, so they are scored with its normaliser.
+  assert envs.score_name("hiper_maze_po") == "maze_po"
+  assert envs.score_name("maze_po") == "maze_po"
+  with pytest.raises(ValueError, match="Unknown environment 'hiper_nope'"):
+    envs.score_name("hiper_nope")
 
 
 @pytest.mark.parametrize("name", ["hiper_maze_po", "hiper_text_nav_po", "hiper_wilt"])
@@ -525,3 +530,5 @@ def test_smoke_config_trains_end_to_end(tmp_path):
   assert [r["step"] for r in rows] == [0, 1]
   assert algorithms.nonfinite_losses(final) == []
   assert "eval/mean_return" in rows[-1] and "hiper/well_formed_rate" in rows[-1]
+  assert rows[-1]["eval/score"] == pytest.approx(
+      data.normalized_score("maze_po", rows[-1]["eval/mean_return"]), rel=1e-5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from absl import flags
+from absl import app, flags
 from absl.testing import flagsaver
 
 from agentrl.data import scores
@@ -91,6 +91,14 @@ def test_normalizers_command_prints_table_source(toys, capsys):
   assert table[GUESS].weak < table[GUESS].dataset < table[GUESS].strong
   assert f"| {GUESS} |" in out
   assert scores.normalized_score(GUESS, table[GUESS].strong, table=table) == 100.0
+
+
+def test_normalizers_command_refuses_a_wrapper_scored_as_its_environment():
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver(normalizers=True, env="hiper_maze_po"):
+    with pytest.raises(app.UsageError, match="scored as maze_po's"):
+      make_datasets.main(["make_datasets"])
 
 
 @pytest.mark.parametrize("name", ["maze_fo", "tictactoe"])

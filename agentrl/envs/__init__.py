@@ -44,6 +44,7 @@ class WrapperSpec:
   prefix: str
   wrap: Callable[[Env], Env]
   wrap_policy: Callable[[Policy], Policy]
+  keeps_returns: bool = False  # Episode returns are the inner environment's (same scale).
 
 
 _WRAPPERS: dict[str, WrapperSpec] = {}
@@ -69,13 +70,30 @@ def register(name: str, factory: Callable[..., Env], *,
 
 
 def register_wrapper(prefix: str, wrap: Callable[[Env], Env], *,
-                     wrap_policy: Callable[[Policy], Policy]):
+                     wrap_policy: Callable[[Policy], Policy], keeps_returns: bool = False):
   """Registers a wrapper: `<prefix>_<name>` becomes `wrap(make(name))` for every registered
   single-role environment `name`, with each scripted policy `p` of `name` as `wrap_policy(p)`.
+  `keeps_returns`: the wrapped episodes' returns are the inner environment's, so its score
+  normaliser applies to them (`score_name`).
   """
   if prefix in _WRAPPERS or not prefix.isidentifier():
     raise ValueError(f"wrapper prefix {prefix!r} is already registered or not an identifier")
-  _WRAPPERS[prefix] = WrapperSpec(prefix, wrap, wrap_policy)
+  _WRAPPERS[prefix] = WrapperSpec(prefix, wrap, wrap_policy, keeps_returns)
+
+
+def score_name(name: str) -> str | None:
+  """The environment whose score normaliser applies to `name`'s returns: `name` itself, the
+  inner environment of a wrapper that keeps its returns (`hiper_maze_po` -> `maze_po`), or
+  None for a wrapper that changes them."""
+  _load_all()
+  if name in _REGISTRY:
+    return name
+  for prefix, w in _WRAPPERS.items():
+    inner = name[len(prefix) + 1:]
+    if name.startswith(prefix + "_") and inner in _REGISTRY:
+      return inner if w.keeps_returns else None
+  spec(name)  # Raises, naming the valid environments.
+  return None
 
 
 def _single_role(s: EnvSpec) -> bool:

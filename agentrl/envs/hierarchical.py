@@ -351,4 +351,4 @@ def wrap_policy(inner: Policy) -> Policy:
   return act
 
 
-register_wrapper(PREFIX, Hierarchical, wrap_policy=wrap_policy)
+register_wrapper(PREFIX, Hierarchical, wrap_policy=wrap_policy, keeps_returns=True)

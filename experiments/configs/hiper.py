@@ -8,9 +8,8 @@ r"""HiPER: hierarchical PPO (planner / executor / switch head) with HAE advantag
 HiPER's reply format (`<switch>SWITCH|KEEP</switch> <subgoal>…</subgoal> action`, see
 `agentrl/envs/hierarchical.py`), with the tokenizer, the offline dataset and the BC warm
 start built from its scripted policies, which write the prefix. Episode returns are the
-plain environment's (the shaping lives in the update), but `eval/score` is not logged: the
-normalisers are keyed by the plain names (`data.normalized_score(NAME, eval/mean_return)`
-gives it). The algorithm is `agentrl/algorithms/hiper.py`.
+plain environment's (the shaping lives in the update), and `eval/score` is NAME's normalised
+score (`agentrl.envs.score_name`). The algorithm is `agentrl/algorithms/hiper.py`.
 
 Token budgets: the prefix adds about 15 tokens to every utterance (20 with text_nav's
 subgoals) under a 1024-token BPE, so per environment `max_new_tokens` grows by that and
