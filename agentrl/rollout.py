@@ -185,6 +185,18 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
         rows[row_of(e, role)].add_context(tokenizer.encode_turn("system", system).tokens)
     rows[row_of(e, step.to_play)].add_context(_observation_ids(tokenizer, step.observation))
 
+  # A row that cannot hold its opening context and one reply would end before its first turn:
+  # that is a max_tokens too small for the environment, not a long conversation.
+  reply = policy.sampling.max_new_tokens + 1 + len(tokenizer.turn_separator()) if is_lm else 0
+  for r, row in enumerate(rows):
+    if r % num_roles not in opponents and len(row.tokens) + reply > max_tokens:
+      raise ValueError(
+          f"max_tokens={max_tokens} cannot hold the opening of task seed {tasks[r // num_roles]}"
+          f" (role {r % num_roles}): {len(row.tokens)} tokens of system prompt and first "
+          f"observation" + (f" plus a {reply}-token reply (max_new_tokens + end of turn + "
+                            "separator)" if is_lm else "") + "; raise env.max_tokens or turn "
+          "env.system_prompt off.")
+
   cache = None
   if is_lm:
     cache = decoder.init_cache(policy.config, len(rows), cache_tokens or 2 * max_tokens)

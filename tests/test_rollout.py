@@ -232,3 +232,20 @@ def test_fixed_opponents_play_their_roles_and_leave_the_result():
   with pytest.raises(ValueError, match="leave at least one role"):
     rollout.rollout(take_one, toy_envs.Nim, [0], tokenizer=tok, max_tokens=256,
                     opponents={0: take_one, 1: take_one})
+
+
+def test_max_tokens_too_small_for_the_opening_is_a_clear_error():
+  tok, policy = tokenizer(), lm()
+  opening = len(rollout._observation_ids(tok, toy_envs.GuessNumber().reset(0).observation))
+  reply = policy.sampling.max_new_tokens + 1 + len(tok.turn_separator())
+  # One token short of the opening plus one worst-case reply: refused before any sampling.
+  with pytest.raises(ValueError, match=f"max_tokens={opening + reply - 1} cannot hold"):
+    rollout.rollout(policy, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok,
+                    max_tokens=opening + reply - 1, rng=jax.random.PRNGKey(0), system_prompt=False)
+  with pytest.raises(ValueError, match="env.max_tokens"):
+    rollout.rollout(toy_envs.random_policy, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok,
+                    max_tokens=opening - 1, rng=0, system_prompt=False)
+  # Exactly enough: the episode plays (then stops, cut, after its first turn at most).
+  result = rollout.rollout(policy, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok,
+                           max_tokens=opening + reply, rng=jax.random.PRNGKey(0), system_prompt=False)
+  assert result.episodes[0].num_turns >= 1
