@@ -42,7 +42,7 @@ class PolicyOutput:
 
 
 def evaluate(params, config: DecoderConfig, tokens: Array, positions: Array, mask: Array, *,
-             temperature: float = 1.0) -> PolicyOutput:
+             temperature: float = 1.0, score_from: int = 1) -> PolicyOutput:
   """Teacher-forced log-probs and entropies of `tokens` under the decoder `params`.
 
   Args:
@@ -52,18 +52,26 @@ def evaluate(params, config: DecoderConfig, tokens: Array, positions: Array, mas
     positions: int32[B, T] positions of the tokens.
     mask: bool[B, T] real tokens.
     temperature: Divides the logits first (1.0: the model's own distribution).
+    score_from: First token whose log-prob and entropy are computed (static, >= 1); the
+      entries before it are 0. Scoring only an utterance after a long state skips the output
+      layer over the state (`Decoder(logits_from=...)`).
 
   Returns:
-    `PolicyOutput`; entries at padding or at t = 0 are 0 (their hidden states are garbage).
+    `PolicyOutput`; entries at padding, at t = 0 and before `score_from` are 0 (hidden states
+    at padding are garbage).
   """
-  out = Decoder(config).apply({"params": params}, tokens, positions, mask)
+  if not 1 <= score_from <= max(tokens.shape[1], 1):
+    raise ValueError(f"score_from={score_from} must lie in [1, {tokens.shape[1]}] (tokens "
+                     "has that many positions).")
+  f = score_from - 1  # Position whose logits predict token `score_from`.
+  out = Decoder(config).apply({"params": params}, tokens, positions, mask, logits_from=f)
   logits = out.logits[:, :-1] / temperature
   dist = distrax.Categorical(logits=logits)
-  next_tokens = tokens[:, 1:]
-  real = mask[:, 1:] & mask[:, :-1]
+  next_tokens = tokens[:, score_from:]
+  real = mask[:, score_from:] & mask[:, f:-1]
   logprobs = jnp.where(real, dist.log_prob(next_tokens), 0.0)
   entropy = jnp.where(real, dist.entropy(), 0.0)
-  pad = lambda x: jnp.pad(x, ((0, 0), (1, 0)))  # noqa: E731
+  pad = lambda x: jnp.pad(x, ((0, 0), (score_from, 0)))  # noqa: E731
   hidden = jnp.pad(out.hidden[:, :-1], ((0, 0), (1, 0), (0, 0)))
   return PolicyOutput(logprobs=pad(logprobs), entropy=pad(entropy), hidden=hidden)
 

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from agentrl import policy, rollout
 from tests import test_rollout, toy_envs
@@ -92,3 +93,30 @@ def test_rematerialised_blocks_give_the_same_parameters_values_and_gradients():
   out = prefill(remat, cache)
   ref = prefill(config, decoder.init_cache(config, 3, 16))
   np.testing.assert_allclose(out.logits, ref.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_a_suffix_equals_the_full_pass_there():
+  from agentrl.models import decoder
+  for config in (decoder.DecoderConfig.llama(vocab_size=64, hidden_size=32, num_layers=1,
+                                             num_heads=4, num_kv_heads=2, mlp_dim=48),
+                 decoder.DecoderConfig.gpt2(vocab_size=64, hidden_size=32, num_layers=1,
+                                            num_heads=4, mlp_dim=48)):
+    params = decoder.init_params(config, jax.random.PRNGKey(0))
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (3, 10), 0, 64)
+    positions = jnp.broadcast_to(jnp.arange(10), (3, 10))
+    # Left padding in row 1, a short row 2: the suffix starts inside and after the padding.
+    mask = (jnp.arange(10)[None, :] >= jnp.array([[0], [3], [0]])) & (
+        jnp.arange(10)[None, :] < jnp.array([[10], [10], [7]]))
+    evaluate = jax.jit(policy.evaluate, static_argnums=1, static_argnames="score_from")
+    full = evaluate(params, config, tokens, positions, mask)
+    for start in (1, 4, 9, 10):
+      part = evaluate(params, config, tokens, positions, mask, score_from=start)
+      for got, want in ((part.logprobs, full.logprobs), (part.entropy, full.entropy)):
+        np.testing.assert_allclose(got[:, start:], want[:, start:], rtol=1e-5, atol=1e-6)
+        assert np.all(np.asarray(got)[:, :start] == 0)
+      np.testing.assert_allclose(part.hidden, full.hidden, rtol=1e-5, atol=1e-6)
+    out = decoder.Decoder(config).apply({"params": params}, tokens, positions, mask,
+                                        logits_from=6)
+    assert out.logits.shape == (3, 4, 64) and out.hidden.shape == (3, 10, 32)
+  with pytest.raises(ValueError, match="score_from=0"):
+    policy.evaluate(params, config, tokens, positions, mask, score_from=0)

@@ -173,7 +173,8 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     tokens = jnp.concatenate([state, a_pi], axis=1)
     mask = jnp.concatenate([state_mask, a_pi_mask], axis=1)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-    out = policy.evaluate(policy_params, cfg, tokens, positions, mask)
+    # Only the action's tokens are scored: no output layer over the state.
+    out = policy.evaluate(policy_params, cfg, tokens, positions, mask, score_from=state.shape[1])
     action_mask = jnp.concatenate([jnp.zeros_like(state_mask), a_pi_mask], axis=1)
     turn_index = jnp.where(action_mask, 0, -1)
     ones = jnp.ones((tokens.shape[0], 1), bool)

@@ -336,6 +336,9 @@ class Decoder(nn.Module):
   ``cache.end`` and attend to every real token already cached; the returned cache has
   ``end`` advanced by L and ``next_position`` advanced by each row's count of real tokens.
   ``last_logits_only`` returns logits and hidden states of the last position only ([B, 1, .]).
+  ``logits_from`` = f computes the logits of positions f.. only ([B, L - f, V]; hidden states
+  stay [B, L, E]): scoring a suffix (an utterance after a long state) skips the output layer on
+  the prefix, the largest activation of a big-vocabulary model.
   """
 
   config: DecoderConfig
@@ -358,7 +361,8 @@ class Decoder(nn.Module):
                               kernel_init=with_axes(WEIGHT_INIT, ("embed", "vocab")))
 
   def __call__(self, tokens: Array, positions: Array, token_mask: Array | None = None,
-               cache: KVCache | None = None, *, last_logits_only: bool = False) -> DecoderOutput:
+               cache: KVCache | None = None, *, last_logits_only: bool = False,
+               logits_from: int = 0) -> DecoderOutput:
     cfg = self.config
     chex.assert_rank([tokens, positions], 2)
     chex.assert_equal_shape([tokens, positions])
@@ -396,10 +400,14 @@ class Decoder(nn.Module):
     hidden = self.final_norm(x).astype(cfg.dtype)
     if last_logits_only:  # a prefill needs only the next-token logits: skip [B, L, V]
       hidden = hidden[:, -1:]
+    if not 0 <= logits_from < hidden.shape[1]:
+      raise ValueError(f"logits_from={logits_from} must lie in [0, {hidden.shape[1]}) (the "
+                       "tokens of this call).")
+    scored = hidden[:, logits_from:] if logits_from else hidden
     if cfg.tie_embeddings:
-      logits = self.embed.attend(hidden)
+      logits = self.embed.attend(scored)
     else:
-      logits = self.lm_head(hidden)
+      logits = self.lm_head(scored)
     logits = parallel.constrain(logits, ("batch", "length", "vocab"))
     return DecoderOutput(logits=logits.astype(jnp.float32), hidden=hidden, cache=new_cache)
 
