@@ -86,7 +86,9 @@ def update_flops(exp, critic_module, decode_steps: dict[str, float], *, actor: b
                  + state_enc + action_enc + n * q_head        # target Q(s, a_pi)
                  + 3 * (state_enc + action_enc + n * (q_head + v_head)))  # online Q, V + grad
   actor_step = (sampler(decode_steps["actor"]) + state_enc + action_enc + n * (q_head + v_head)
-                + 3 * n * (s + act) * decoder_token_flops(pcfg, s + act))
+                # Teacher forcing: the output layer runs on the action's act + 1 positions only.
+                + 3 * n * ((s + act) * decoder_token_flops(pcfg, s + act, head=False)
+                           + (act + 1) * 2 * pcfg.hidden_size * pcfg.vocab_size))
   out = {"critic_step": critic_step, "actor_step": actor_step if actor else 0.0}
   out["update"] = int(a.critic_steps) * critic_step + (int(a.actor_steps) * actor_step
                                                        if actor else 0.0)
