@@ -40,7 +40,6 @@ SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_
 import json
 import os
 import platform
-import shutil
 import tempfile
 import time
 
@@ -51,7 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import agentrl
-from agentrl import configs, trainer
+from agentrl import configs, run_cache
 from agentrl.logging_utils import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
@@ -127,18 +126,9 @@ def run_dir(env, method, seed):
 def run(env, method, seed):
   config, overrides = load(env, method, seed)
   path = run_dir(env, method, seed)
-  timing = os.path.join(path, "wall_time.json")
-  if not os.path.exists(timing):
-    tic = time.perf_counter()
-    done = [run_dir(env, m, seed) for m in METHODS
-            if os.path.exists(os.path.join(run_dir(env, m, seed), "wall_time.json"))]
-    if config.bc.steps and done:  # The same seed's BC policy, trained once.
-      shutil.copytree(os.path.join(done[0], "bc"), os.path.join(path, "bc"), dirs_exist_ok=True)
-    trainer.train(config, path)
-    with open(timing, "w") as f:
-      json.dump({"seconds": time.perf_counter() - tic}, f)
-  with open(timing) as f:
-    seconds = json.load(f)["seconds"]
+  # The same seed's BC policy, trained once (by the first method that finished).
+  seconds = run_cache.train_once(config, path,
+                                 bc_from=[run_dir(env, m, seed) for m in METHODS])
   rows = [r for r in read_metrics(path) if "eval/mean_return" in r]
   return {"env": env, "method": method, "seed": seed, "config": config, "overrides": overrides,
           "rows": rows, "seconds": seconds}

@@ -42,7 +42,6 @@ SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_
 import json
 import os
 import platform
-import shutil
 import tempfile
 import time
 
@@ -53,7 +52,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import agentrl
-from agentrl import configs, data, envs, rollout, trainer
+from agentrl import configs, data, envs, rollout, run_cache, trainer
 from agentrl.logging_utils import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
@@ -124,18 +123,8 @@ def run_dir(env, role_conditioned, seed):
 def run(env, role_conditioned, seed):
   config, overrides = load(env, role_conditioned, seed)
   path = run_dir(env, role_conditioned, seed)
-  timing = os.path.join(path, "wall_time.json")
-  if not os.path.exists(timing):
-    tic = time.perf_counter()
-    sibling = run_dir(env, not role_conditioned, seed)
-    if config.bc.steps and os.path.exists(os.path.join(sibling, "wall_time.json")):
-      shutil.copytree(os.path.join(sibling, "bc"), os.path.join(path, "bc"),
-                      dirs_exist_ok=True)
-    trainer.train(config, path)
-    with open(timing, "w") as f:
-      json.dump({"seconds": time.perf_counter() - tic}, f)
-  with open(timing) as f:
-    seconds = json.load(f)["seconds"]
+  seconds = run_cache.train_once(config, path,
+                                 bc_from=[run_dir(env, not role_conditioned, seed)])
   rows = [r for r in read_metrics(path) if f"eval_vs_{OPPONENT}/win_rate" in r]
   return {"env": env, "role_conditioned": role_conditioned, "seed": seed, "config": config,
           "overrides": overrides, "rows": rows, "seconds": seconds}
