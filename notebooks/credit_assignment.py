@@ -336,7 +336,7 @@ def measure(env, source):
     prep = jax.jit(lambda p, v, r, b: ppo.prepare(p, v, r, b, s)[0])
   ref = state.frozen.get("reference", params)
   stats = {m: {"std": [], "zero": [], "grads": []} for m in [source, *others]}
-  returns, successes = [], []
+  returns = []
   for batch in play_batches(exp, params, env, answer_length):
     prepared = prep(params, state.params["value"], ref, batch)
     mask = prepared.get("policy_mask", batch.action_mask.astype(bool)
