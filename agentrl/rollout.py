@@ -187,14 +187,14 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
 
   # A row that cannot hold its opening context and one reply would end before its first turn:
   # that is a max_tokens too small for the environment, not a long conversation.
+  # (An LM's worst-case reply: max_new_tokens, the end of turn, the separator.)
   reply = policy.sampling.max_new_tokens + 1 + len(tokenizer.turn_separator()) if is_lm else 0
   for r, row in enumerate(rows):
     if r % num_roles not in opponents and len(row.tokens) + reply > max_tokens:
       raise ValueError(
           f"max_tokens={max_tokens} cannot hold the opening of task seed {tasks[r // num_roles]}"
           f" (role {r % num_roles}): {len(row.tokens)} tokens of system prompt and first "
-          f"observation" + (f" plus a {reply}-token reply (max_new_tokens + end of turn + "
-                            "separator)" if is_lm else "") + "; raise env.max_tokens or turn "
+          f"observation plus a reply of up to {reply}; raise env.max_tokens or turn "
           "env.system_prompt off.")
 
   cache = None

@@ -137,12 +137,12 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   mixture = parse_mixture(_MIXTURE.value)
   if _NORMALIZERS.value:
-    env_names = resolve_envs(_ENV.value or "all")
     # A wrapper that keeps its environment's returns is scored with that one's normaliser.
-    if len(env_names) == 1 and envs_lib.score_name(env_names[0]) != env_names[0]:
-      raise app.UsageError(f"--env: {env_names[0]} has no normaliser of its own; its returns "
-                           f"are scored as {envs_lib.score_name(env_names[0])}'s")
-    env_names = [e for e in env_names if envs_lib.score_name(e) == e]
+    scored = {e: envs_lib.score_name(e) for e in resolve_envs(_ENV.value or "all")}
+    if len(scored) == 1 and (e := next(iter(scored))) != scored[e]:
+      raise app.UsageError(f"--env: {e} has no normaliser of its own; its returns are scored "
+                           f"as {scored[e]}'s")
+    env_names = [e for e, own in scored.items() if own == e]
     check_flags(env_names, mixture, episodes=2, test_fraction=0.5)
     if _NORMALIZER_EPISODES.value < 1:
       raise app.UsageError("--normalizer_episodes must be >= 1")

@@ -43,9 +43,9 @@ input and output shardings and the state donated, as a trainer keeps its layout.
 Caveats. XLA:CPU's buffer assignment is not TPU's or GPU's: it has no HBM-driven
 rematerialisation and may run bfloat16 arithmetic in float32, so read the temporaries as an
 estimate of the order of magnitude. For the same reason a plan cannot show what
-`DecoderConfig.remat` (jax.checkpoint per block) saves on an accelerator: XLA:CPU schedules the
-recomputation early (a 16-layer MLP's gradient planned 264 MiB of temporaries without
-jax.checkpoint and 384 MiB with it), so the plans are made without it.
+`DecoderConfig.remat` (jax.checkpoint per block) saves on an accelerator: XLA:CPU's schedule
+does not lower its peak memory for the recomputation (a plan with it came out no smaller), so
+the plans are made without it.
 """
 
 from __future__ import annotations

@@ -238,14 +238,13 @@ def test_max_tokens_too_small_for_the_opening_is_a_clear_error():
   tok, policy = tokenizer(), lm()
   opening = len(rollout._observation_ids(tok, toy_envs.GuessNumber().reset(0).observation))
   reply = policy.sampling.max_new_tokens + 1 + len(tok.turn_separator())
+  play = lambda pi, max_tokens, rng: rollout.rollout(  # noqa: E731
+      pi, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok, max_tokens=max_tokens, rng=rng,
+      system_prompt=False)
   # One token short of the opening plus one worst-case reply: refused before any sampling.
   with pytest.raises(ValueError, match=f"max_tokens={opening + reply - 1} cannot hold"):
-    rollout.rollout(policy, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok,
-                    max_tokens=opening + reply - 1, rng=jax.random.PRNGKey(0), system_prompt=False)
+    play(policy, opening + reply - 1, jax.random.PRNGKey(0))
   with pytest.raises(ValueError, match="env.max_tokens"):
-    rollout.rollout(toy_envs.random_policy, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok,
-                    max_tokens=opening - 1, rng=0, system_prompt=False)
+    play(toy_envs.random_policy, opening - 1, 0)
   # Exactly enough: the episode plays (then stops, cut, after its first turn at most).
-  result = rollout.rollout(policy, lambda: toy_envs.GuessNumber(), [0], tokenizer=tok,
-                           max_tokens=opening + reply, rng=jax.random.PRNGKey(0), system_prompt=False)
-  assert result.episodes[0].num_turns >= 1
+  assert play(policy, opening + reply, jax.random.PRNGKey(0)).episodes[0].num_turns >= 1
