@@ -74,8 +74,11 @@ class RolloutResult:
     batch: The `TrajectoryBatch` (numpy arrays), rows ordered (seed, group member, role).
     episodes: One `Episode` per row, in the same order.
     stats: mean_return, success_rate, mean_turns, invalid_action_rate, context_truncated
-      (rows cut because the conversation no longer fit `max_tokens`), env_seconds,
-      policy_seconds, policy_tokens.
+      (the number of rows cut because the conversation no longer fit `max_tokens`),
+      scored_return (mean_return with every cut row completed by the environment's
+      `turn_reward` for each turn left to its turn limit: the return to compare with
+      scripted policies that played to the limit), env_seconds, policy_seconds,
+      policy_tokens.
   """
 
   batch: TrajectoryBatch
@@ -293,8 +296,14 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
         [answers[r // num_roles] for r in keep], np.int32).reshape(len(keep), answer_length))
   returns = np.array([ep.episode_return for ep in episodes])
   turns = np.array([ep.num_turns for ep in episodes])
+  # A row the token budget cut is completed as failing every turn left to the turn limit.
+  scored = returns + np.array([
+      max(0, episodes_envs[r // num_roles].max_turns - ep.num_turns)
+      * episodes_envs[r // num_roles].turn_reward if cut[r] else 0.0
+      for r, ep in zip(keep, episodes)])
   stats = {
       "mean_return": float(returns.mean()) if len(returns) else 0.0,
+      "scored_return": float(scored.mean()) if len(scored) else 0.0,
       "success_rate": float(np.mean([ep.success for ep in episodes])) if episodes else 0.0,
       "mean_turns": float(turns.mean()) if len(turns) else 0.0,
       "invalid_action_rate": float(sum(ep.invalid_actions for ep in episodes)

@@ -256,18 +256,20 @@ _SUMMED_STATS = ("context_truncated", "env_seconds", "policy_seconds", "policy_t
 
 
 def _stat_sums(result: rollout.RolloutResult) -> np.ndarray:
-  """[episodes, Σ return, Σ success, Σ turns, Σ invalid actions, *_SUMMED_STATS]."""
+  """[episodes, Σ return, Σ scored return, Σ success, Σ turns, Σ invalid actions,
+  *_SUMMED_STATS]."""
   n, st = len(result.episodes), result.stats
   turns = st["mean_turns"] * n
-  return np.array([n, st["mean_return"] * n, st["success_rate"] * n, turns,
-                   st["invalid_action_rate"] * max(1.0, turns),
+  return np.array([n, st["mean_return"] * n, st["scored_return"] * n, st["success_rate"] * n,
+                   turns, st["invalid_action_rate"] * max(1.0, turns),
                    *(st[k] for k in _SUMMED_STATS)], np.float64)
 
 
 def _stats_from_sums(sums: np.ndarray) -> dict[str, float]:
-  n, ret, success, turns, invalid, *summed = (float(x) for x in sums)
-  return {"mean_return": ret / max(n, 1), "success_rate": success / max(n, 1),
-          "mean_turns": turns / max(n, 1), "invalid_action_rate": invalid / max(1.0, turns),
+  n, ret, scored, success, turns, invalid, *summed = (float(x) for x in sums)
+  return {"mean_return": ret / max(n, 1), "scored_return": scored / max(n, 1),
+          "success_rate": success / max(n, 1), "mean_turns": turns / max(n, 1),
+          "invalid_action_rate": invalid / max(1.0, turns),
           **dict(zip(_SUMMED_STATS, summed))}
 
 
@@ -328,14 +330,19 @@ def evaluate(exp: Experiment, state, iteration: int, *, temperature: float | Non
   key = jax.random.fold_in(jax.random.PRNGKey(exp.config.seed), _EVAL * 1_000_003 + iteration)
   result = play(exp, acting_policy(exp, exp.layout.acting(state), temperature), seeds, key=key,
                 opponents=opponents)
-  metrics = {f"{prefix}/success_rate": result.stats["success_rate"],
-             f"{prefix}/mean_return": result.stats["mean_return"],
-             f"{prefix}/mean_turns": result.stats["mean_turns"],
-             f"{prefix}/invalid_action_rate": result.stats["invalid_action_rate"]}
+  st = result.stats
+  metrics = {f"{prefix}/success_rate": st["success_rate"],
+             f"{prefix}/mean_return": st["mean_return"],
+             f"{prefix}/scored_return": st["scored_return"],
+             f"{prefix}/mean_turns": st["mean_turns"],
+             f"{prefix}/invalid_action_rate": st["invalid_action_rate"],
+             f"{prefix}/context_truncated": st["context_truncated"] / max(1, len(result.episodes))}
   scored = envs.score_name(exp.config.env.name)  # hiper_maze_po is scored as maze_po.
   if scored in data.NORMALIZERS:
-    metrics[f"{prefix}/score"] = float(data.normalized_score(scored,
-                                                             result.stats["mean_return"]))
+    # The normalisers' scripted episodes play to the turn limit; an episode the token budget
+    # cut is scored as failing every turn it had left (`scored_return`), not as its shorter
+    # partial return.
+    metrics[f"{prefix}/score"] = float(data.normalized_score(scored, st["scored_return"]))
   return metrics
 
 

@@ -531,4 +531,6 @@ def test_smoke_config_trains_end_to_end(tmp_path):
   assert algorithms.nonfinite_losses(final) == []
   assert "eval/mean_return" in rows[-1] and "hiper/well_formed_rate" in rows[-1]
   assert rows[-1]["eval/score"] == pytest.approx(
-      data.normalized_score("maze_po", rows[-1]["eval/mean_return"]), rel=1e-5)
+      data.normalized_score("maze_po", rows[-1]["eval/scored_return"]), rel=1e-5)
+  # Maze charges -1 per move, so a cut row is completed below its partial return.
+  assert rows[-1]["eval/scored_return"] <= rows[-1]["eval/mean_return"]

@@ -166,6 +166,15 @@ def test_context_limit_cuts_rows_without_terminal():
     if e_short.num_turns < e_long.num_turns:
       assert not e_short.done
   check_turn_structure(short, tok)
+  # Nothing cut: the scored return is the return. Cut rows are completed with -1 (the
+  # game's turn_reward) for each of the 6 turns they had left.
+  assert long.stats["context_truncated"] == 0
+  assert long.stats["scored_return"] == long.stats["mean_return"]
+  cut = [not e.done and e.num_turns < 6 for e in short.episodes]
+  assert sum(cut) == short.stats["context_truncated"]
+  by_hand = [e.episode_return - (6 - e.num_turns) * c for e, c in zip(short.episodes, cut)]
+  np.testing.assert_allclose(short.stats["scored_return"], np.mean(by_hand))
+  assert short.stats["scored_return"] < short.stats["mean_return"]
 
 
 def test_encode_episodes_cuts_long_episodes_at_turn_boundaries():

@@ -48,7 +48,9 @@ def test_smoke_run_writes_every_artefact(uninterrupted):
   assert os.path.isdir(os.path.join(run_dir, "checkpoints", "4"))
   rows = final_metrics(run_dir)
   assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
-  assert {"eval/success_rate", "eval/mean_return", "eval/score"} <= set(rows[-1])
+  assert {"eval/success_rate", "eval/mean_return", "eval/scored_return", "eval/score",
+          "eval/context_truncated"} <= set(rows[-1])
+  assert 0 <= rows[-1]["eval/context_truncated"] <= 1
   assert rows[-1]["critic/loss"] == pytest.approx(final["critic/loss"])
   assert rows[1]["actor/active"] == 0 and rows[2]["actor/active"] == 1  # One warm-up update.
   with open(os.path.join(run_dir, "learning_curve.png"), "rb") as f:

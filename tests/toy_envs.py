@@ -21,6 +21,7 @@ _NUMBER = re.compile(r"-?\d+")
 class GuessNumber(Env):
   name = "_toy_guess_number"
   invalid_reward = -1.0
+  turn_reward = -1.0
 
   def __init__(self, max_turns: int = 6):
     super().__init__(max_turns=max_turns)

@@ -166,6 +166,12 @@ class Env(abc.ABC):
   #: Reward of a turn spent on a bad action.
   invalid_reward: ClassVar[float] = 0.0
 
+  #: Reward of an ordinary turn that does not end the episode (the per-turn cost of games
+  #: such as Maze or Twenty Questions). `rollout` completes an episode that the token budget
+  #: cut with this reward for every turn left to `max_turns` (stats["scored_return"]), so
+  #: that running out of context never scores better than running out of turns.
+  turn_reward: ClassVar[float] = 0.0
+
   # --- for subclasses ---------------------------------------------------------------------
 
   @abc.abstractmethod

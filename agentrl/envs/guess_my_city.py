@@ -391,6 +391,7 @@ class GuessMyCity(Env):
 
   name = "guess_my_city"
   invalid_reward = -1.0
+  turn_reward = -1.0
 
   def __init__(self, *, max_turns: int = MAX_TURNS):
     super().__init__(max_turns=max_turns)

@@ -273,6 +273,7 @@ class Hierarchical(Env):
     self.inner = inner
     self.name = f"{PREFIX}_{inner.name}"
     self.invalid_reward = inner.invalid_reward
+    self.turn_reward = inner.turn_reward
     super().__init__(max_turns=inner.max_turns)
     self.subgoal: str | None = None  # The current subgoal (None before the first one).
 

@@ -148,6 +148,7 @@ class Maze(Env):
 
   name = "maze"
   invalid_reward = ILLEGAL_REWARD
+  turn_reward = -1.0
 
   def __init__(self, *, observed: str = "full", max_turns: int = 100):
     if observed not in ("full", "partial"):

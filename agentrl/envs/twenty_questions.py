@@ -305,6 +305,7 @@ class TwentyQuestions(Env):
 
   name = "twenty_questions"
   invalid_reward = -1.0
+  turn_reward = -1.0
 
   def __init__(self, *, subset: bool = False, max_turns: int = 20):
     super().__init__(max_turns=max_turns)

@@ -172,6 +172,7 @@ class Wordle(Env):
 
   name = "wordle"
   invalid_reward = -1.0
+  turn_reward = -1.0
 
   def __init__(self, *, max_guesses: int = NUM_GUESSES):
     super().__init__(max_turns=max_guesses)
