@@ -60,7 +60,6 @@ SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_
 import json
 import os
 import platform
-import shutil
 import tempfile
 import time
 
@@ -71,7 +70,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import agentrl
-from agentrl import configs, data, trainer
+from agentrl import configs, data, run_cache
 from agentrl.logging_utils import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
@@ -173,18 +172,8 @@ def run_dir(env, method):
 def run(env, method):
   config, overrides = load(env, method)
   path = run_dir(env, method)
-  timing = os.path.join(path, "wall_time.json")
-  if not os.path.exists(timing):
-    tic = time.perf_counter()
-    done = [run_dir(env, m) for m in METHODS
-            if os.path.exists(os.path.join(run_dir(env, m), "wall_time.json"))]
-    if done:  # The environment's BC policy, trained once.
-      shutil.copytree(os.path.join(done[0], "bc"), os.path.join(path, "bc"), dirs_exist_ok=True)
-    trainer.train(config, path)
-    with open(timing, "w") as f:
-      json.dump({"seconds": time.perf_counter() - tic}, f)
-  with open(timing) as f:
-    seconds = json.load(f)["seconds"]
+  # The environment's BC policy is trained once: later methods copy the first one's.
+  seconds = run_cache.train_once(config, path, bc_from=[run_dir(env, m) for m in METHODS])
   rows = [r for r in read_metrics(path) if "eval/scored_return" in r]
   return {"env": env, "method": method, "config": config, "overrides": overrides,
           "rows": rows, "seconds": seconds}
