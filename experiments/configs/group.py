@@ -48,8 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a.mask_truncated = False  # Mini-o3: episodes without a terminal get no loss (still grouped).
   c.rollout.seeds_per_iteration = {"smoke": 2, "cpu": 8, "paper": 32}[variant]
   c.rollout.group_size = {"smoke": 2, "cpu": 8, "paper": 8}[variant]  # G.
-  if variant == "smoke":
-    a.lr = 1e-4
+  if variant in ("smoke", "cpu"):
+    a.lr = 1e-4  # A small from-scratch policy: ppo.py's and hiper.py's cpu rate.
   elif variant == "paper":
     a.update(lr=1e-6, kl_coef=0.001)
   return c
