@@ -297,10 +297,9 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
   returns = np.array([ep.episode_return for ep in episodes])
   turns = np.array([ep.num_turns for ep in episodes])
   # A row the token budget cut is completed as failing every turn left to the turn limit.
-  scored = returns + np.array([
-      max(0, episodes_envs[r // num_roles].max_turns - ep.num_turns)
-      * episodes_envs[r // num_roles].turn_reward if cut[r] else 0.0
-      for r, ep in zip(keep, episodes)])
+  envs_of = [episodes_envs[r // num_roles] for r in keep]
+  scored = returns + np.array([(env.max_turns - ep.num_turns) * env.turn_reward * cut[r]
+                               for r, env, ep in zip(keep, envs_of, episodes)])
   stats = {
       "mean_return": float(returns.mean()) if len(returns) else 0.0,
       "scored_return": float(scored.mean()) if len(scored) else 0.0,

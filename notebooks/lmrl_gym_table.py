@@ -264,7 +264,7 @@ plt.show()
 # %%
 os.makedirs(os.path.dirname(RESULTS_CSV), exist_ok=True)
 with open(RESULTS_CSV, "w") as f:
-  f.write("env,paper_task,method,raw_return,success_rate,context_truncated,score,paper_score,"
+  f.write("env,paper_task,method,scored_return,success_rate,context_truncated,score,paper_score,"
           "paper_raw_return,iterations,wall_time_s\n")
   for env in ENVS:
     for i, col in enumerate(COLUMNS):
