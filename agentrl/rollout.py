@@ -78,7 +78,7 @@ class RolloutResult:
       scored_return (mean_return with every cut row completed by the environment's
       `turn_reward` for each turn left to its turn limit: the return to compare with
       scripted policies that played to the limit), env_seconds, policy_seconds,
-      policy_tokens.
+      policy_tokens, cache_refills (times the shared KV cache was rebuilt).
   """
 
   batch: TrajectoryBatch
@@ -139,7 +139,8 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
     env_kwargs: Keyword arguments for `agentrl.envs.make` when `env` is a name.
     cache_tokens: KV cache length (default 2 * max_tokens). The cache is shared by all rows
       and also spends slots on padding, so it fills faster than a row does; when it is full,
-      the running rows are cut.
+      an empty one re-reads every row's conversation (stats["cache_refills"] counts these).
+      It must hold the longest row (bucketed) and a reply, or the running rows are cut.
     system_prompt: Start each row with the environment's instructions as a system message.
       A policy trained from scratch learns nothing from a constant prompt: leaving it out
       saves its tokens in every row (the `Episode`s still record it).
@@ -205,7 +206,7 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
     cache = decoder.init_cache(policy.config, len(rows), cache_tokens or 2 * max_tokens)
   separator = tokenizer.turn_separator()
   cut = np.zeros(len(rows), bool)
-  policy_tokens = 0
+  policy_tokens = cache_refills = 0
   def scripted(r: int, act: Policy) -> tuple[list[int], list[float]] | None:
     """A scripted move of row r as tokens (None, and the row cut, if it does not fit)."""
     text = envs_lib.base.as_text(act(episodes_envs[r // num_roles], np_rng))
@@ -232,8 +233,17 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
     if is_lm and acting:
       chunk_len = sampling_lib.bucket_length(max(len(rows[r].pending) for r in acting))
       if cache.max_length - int(cache.end) < chunk_len + policy.sampling.max_new_tokens:
-        cut[acting] = True  # The shared cache is full: the running rows stop here.
-        break
+        # The shared cache is full (it also spends slots on padding, so it fills before the
+        # rows do): start an empty one and re-read every row's conversation so far, at most
+        # max_tokens each. Rows end on their own budget, not on the cache's.
+        for row in rows:
+          row.pending = list(row.tokens)
+        chunk_len = sampling_lib.bucket_length(max(len(rows[r].pending) for r in acting))
+        if cache.max_length < chunk_len + policy.sampling.max_new_tokens:
+          cut[acting] = True  # Not even an empty cache holds the rows: they stop here.
+          break
+        cache = decoder.init_cache(policy.config, len(rows), cache.max_length)
+        cache_refills += 1
       active = np.zeros(len(rows), bool)
       active[acting] = True
       tokens, mask = sampling_lib.left_pad(
@@ -309,7 +319,7 @@ def rollout(policy: LMPolicy | Policy, env: str | Callable[[], Env], seeds: Sequ
                                    / max(1, turns.sum())),
       "context_truncated": float(cut[keep].sum()),
       "env_seconds": env_seconds, "policy_seconds": policy_seconds,
-      "policy_tokens": float(policy_tokens),
+      "policy_tokens": float(policy_tokens), "cache_refills": float(cache_refills),
   }
   return RolloutResult(batch=batch, episodes=episodes, stats=stats)
 

@@ -252,7 +252,8 @@ def play(exp: Experiment, policy: rollout.LMPolicy, seeds, *, key, group_size: i
 
 
 # Rollout statistics that add up over shards and processes (the others are means).
-_SUMMED_STATS = ("context_truncated", "env_seconds", "policy_seconds", "policy_tokens")
+_SUMMED_STATS = ("context_truncated", "env_seconds", "policy_seconds", "policy_tokens",
+                 "cache_refills")
 
 
 def _stat_sums(result: rollout.RolloutResult) -> np.ndarray:

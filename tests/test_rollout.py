@@ -177,6 +177,26 @@ def test_context_limit_cuts_rows_without_terminal():
   assert short.stats["scored_return"] < short.stats["mean_return"]
 
 
+def test_a_full_shared_cache_is_rebuilt_not_cut():
+  # The shared KV cache also spends slots on each turn's padding. A small one fills after a
+  # few turns; the rows must then be re-read into an empty cache and play on exactly as with
+  # a cache that never fills (greedy, so the same logits give the same tokens).
+  tok, policy = tokenizer(), lm(temperature=0.0)
+  play = functools.partial(rollout.rollout, policy, lambda: toy_envs.GuessNumber(), range(4),
+                           tokenizer=tok, max_tokens=160, rng=jax.random.PRNGKey(3))
+  roomy, tight = play(cache_tokens=2048), play(cache_tokens=200)
+  assert roomy.stats["cache_refills"] == 0 and tight.stats["cache_refills"] >= 1
+  assert tight.stats["context_truncated"] == roomy.stats["context_truncated"]
+  assert [e.messages for e in tight.episodes] == [e.messages for e in roomy.episodes]
+  np.testing.assert_array_equal(tight.batch.tokens, roomy.batch.tokens)
+  np.testing.assert_allclose(tight.batch.behaviour_logprobs, roomy.batch.behaviour_logprobs,
+                             atol=2e-5)
+  check_turn_structure(tight, tok)
+  # A cache that cannot hold even one row and a reply cuts the running rows.
+  cramped = play(cache_tokens=60)
+  assert cramped.stats["context_truncated"] == 4
+
+
 def test_encode_episodes_cuts_long_episodes_at_turn_boundaries():
   tok = tokenizer()
   [episode] = envs.play(toy_envs.GuessNumber(), toy_envs.random_policy, 0, rng=3)
