@@ -23,16 +23,18 @@ VARIANTS = ("smoke", "cpu", "paper")
 # from the lengths of its scripted episodes under a 1024-token BPE. A longer row is cut (a
 # time limit, not a terminal) and evaluation scores it as failing every turn it had left
 # (`rollout` stats["scored_return"]), so a T that is too small lowers scores, never raises
-# them. Wordle's T holds all 6 guesses at the full reply length (37 opening tokens + 6 x
-# (12 + end of turn + 7 of feedback)); Maze's rows hold about 13 (FO) to 22 (PO) of its 100
-# turns and Text-Nav's about 9 of its 50: the strong policy's episodes fit, most of the weak
-# policy's do not. The paper variant doubles T. The smoke variant caps episodes at 4 turns
-# through the env's `turn_limit_key` keyword (default "max_turns").
+# them. Wordle's T holds all 6 guesses at the full reply length even when every one is
+# invalid (37 opening tokens + 5 x (12 + end of turn + 60 of the invalid-guess message) + 13):
+# a policy that cannot yet spell plays its six guesses instead of being cut after three.
+# Maze's rows hold about 13 (FO) to 22 (PO) of its 100 turns and Text-Nav's about 9 of its
+# 50: the strong policy's episodes fit, most of the weak policy's do not. The paper variant
+# doubles T. The smoke variant caps episodes at 4 turns through the env's `turn_limit_key`
+# keyword (default "max_turns").
 ENVS = {
     "twenty_questions": dict(max_tokens=400, max_new_tokens=12),
     "twenty_questions_subset": dict(max_tokens=320, max_new_tokens=12),
     "guess_my_city": dict(max_tokens=512, max_new_tokens=16),
-    "wordle": dict(max_tokens=192, max_new_tokens=12, turn_limit_key="max_guesses"),
+    "wordle": dict(max_tokens=448, max_new_tokens=12, turn_limit_key="max_guesses"),
     "maze_fo": dict(max_tokens=512, max_new_tokens=6),
     "maze_po": dict(max_tokens=384, max_new_tokens=6),
     "text_nav_fo": dict(max_tokens=1024, max_new_tokens=8),
