@@ -44,14 +44,9 @@
 # `eval/scored_return`: an episode cut by the token budget (`env.max_tokens`) counts as
 # failing every turn it had left.
 #
-# **The committed outputs are stale.** They come from the run at commit 27f2e1e, which
-# normalised the partial return of cut episodes: in the per-turn-cost games (both mazes, Guess
-# My City, Wordle) a policy whose rows ran out of tokens scored as if it had stopped early,
-# which inflates those rows (Wordle's 128-token budget cut every episode after two guesses:
-# return -2.0, success 0, score 120). Twenty Questions (no row is cut at 400 tokens) and
-# text-nav (no per-turn cost) are unaffected. Re-execute with
-# `jupyter execute --inplace --timeout=-1 notebooks/lmrl_gym_table.ipynb` (about 2.5 h on
-# 2 CPU cores).
+# Re-execute with `jupyter execute --inplace --timeout=-1 notebooks/lmrl_gym_table.ipynb`
+# (about 1.7 h of training on 2 CPU cores; finished runs under `runs/notebooks/lmrl_gym_table/`
+# are read back, an interrupted one resumes).
 
 # %% tags=["parameters"]
 SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_notebooks.py).
@@ -293,33 +288,45 @@ print(f"\npolicy {c.policy.num_layers} layers x {c.policy.hidden_size} wide, BC 
 #
 # The verdict for the committed full run is written below the numbers it rests on.
 #
-# **Verdict (full run at commit 27f2e1e, seed 0, 141.7 min of training on 2 CPU cores):
-# held partly, and the maze, Guess My City and Wordle rows are not evidence** (their scores
-# normalised partial returns of episodes cut by the token budget; see the note at the top).
-# The text-nav and Twenty Questions findings below stand.
+# **Verdict (full run, seed 0, 103.5 min of training on 2 CPU cores of an AMD EPYC: held
+# partly).** Filtered BC beats BC wherever a policy learns anything; the value-based offline
+# methods are the weakest family here, not the strongest; the online methods improve on BC
+# on the mazes' FO variant and on text-nav only. Twenty Questions, Guess My City and Wordle
+# stay at or below the weak scripted level for every method, so they rank nothing.
 #
-# * **Filtered BC beats BC** (LMRL-Gym: % BC above BC on most tasks): held. Offline % BC is at
-#   or above BC on six of seven tasks, by far the most on text-nav (scores 22 -> 94 FO,
-#   19 -> 97 PO; success 0.22 -> 0.94 and 0.19 -> 0.97) and, in success rate (which cut
-#   episodes do not inflate), on the mazes (0.23 -> 0.58 FO, 0.30 -> 0.39 PO).
-# * **Value-based offline RL (ILQL, MC returns) is the best family**: not shown. ILQL's best
-#   PO maze score (91 vs BC 86) and MC returns' Guess My City score (59 vs 40, with success
-#   0.00) rest on cut episodes and need the rerun. On text-nav
-#   both value-guided decoders score about 0 (success 0.00-0.03): their 100 offline steps
-#   leave a value head whose guidance derails a policy that BC alone gets to 0.2, and the
-#   evaluation at iteration 0 (BC + untrained head) is already 0, so it is the guided decoder,
-#   not training, that fails.
-# * **Online PPO and online filtered BC improve on BC**: held on text-nav (PPO 22 -> 32 FO,
-#   19 -> 47 PO; online % BC 60 / 51) within 16 iterations of 32 episodes; on Twenty
-#   Questions they stay at BC's level, the budget being far below the paper's.
-# * Twenty Questions: every method stays at the weak scripted level (scores -2 to 10,
-#   success at most 0.13): a 2-layer, 128-wide policy cloned for 200 steps does not learn
-#   the elimination over 157 objects, so nothing downstream has a signal to improve.
-# * Wordle: success is 0 for every method and the raw return (-2.0) lies above the strong
-#   scripted policy's mean, so the normalised scores (119-123) exceed 100. Cause: the
-#   128-token budget cut every episode after two guesses and the partial return was scored.
-#   Both are fixed (budget 192 tokens, cut episodes scored as failing their remaining turns);
-#   the row needs the rerun.
+# * **Filtered BC beats BC** (LMRL-Gym: % BC at or above BC on most tasks): held. Offline
+#   % BC is above BC on every task but Wordle (where both never solve a word), by far the
+#   most on text-nav (scores 24 -> 96 FO, 19 -> 97 PO; success 0.23 -> 0.95 and
+#   0.19 -> 0.97) and FO maze (7 -> 51, success 0.25 -> 0.58); PO maze 13 -> 25, Guess My
+#   City -2 -> 11 (success 0 -> 0.14), Twenty Questions 0 -> 10 (0.03 -> 0.13).
+# * **Value-based offline RL (ILQL, MC returns) is the best family**: not held. MC returns
+#   (β = 16) never succeeds on any task, and its guided decoder mostly writes illegal moves
+#   (maze: every episode cut at return -118.5, score -53); ILQL (β = 4) is below BC on the
+#   mazes (-15 FO, -15 PO) and about 0 on text-nav, and level with the others on Guess My
+#   City (1.0, success 0.03). The evaluation at iteration 0, BC plus untrained heads, is
+#   already below BC (FO maze -18.7 vs 6.9, PO -30.8 vs 13.0, text-nav 0 vs 0.2): it is the
+#   Q-guided decoder that derails the BC policy, and 100 offline steps on a 2-layer, 128-wide
+#   model do not give heads good enough to steer it (the paper trains GPT-2 value heads for
+#   far longer).
+# * **Online PPO and online filtered BC improve on BC** (the paper: PPO helps on some tasks,
+#   unstably): held on FO maze (7 -> 21 / 24) and text-nav (PPO 24 -> 31 FO, 19 -> 47 PO;
+#   online % BC 60 / 51) within 16 iterations (of 32 episodes for PPO, 16 for online
+#   % BC); on PO maze they stay at BC's level (16 / 10 vs 13) and on Twenty Questions and
+#   Guess My City near 0.
+# * Twenty Questions and Guess My City: every method stays near the weak scripted level
+#   (scores -2 to 11, success at most 0.14): a policy cloned for 200 steps does not learn to
+#   narrow down 157 objects or 100 cities, so nothing downstream has much signal.
+# * Wordle: no method solves a word (return -6.0, score -54.8, below the weak policy's random
+#   vocabulary words). The BC policy spells a word outside the 4,667-word vocabulary on 87%
+#   of its guesses (81% after % BC), each an invalid turn: with letters as tokens, 200 BC
+#   steps do not teach the vocabulary, and no method gets a success to learn from.
+# * Cut episodes: no Twenty Questions or Wordle episode is cut and 0.19-0.44 of Guess My
+#   City's (all of MC returns', whose invalid questions draw long answers); the mazes and
+#   text-nav cut most of BC's episodes (0.70-0.81) and few of the best policies' (% BC 0.05 /
+#   0.03 on text-nav): a weak policy wanders past the row's 9 (text-nav) to 22 (PO maze)
+#   turns, and the scored return counts the turns it had left as failures, as the anchors'
+#   scripted episodes play them.
 # * Scores use our anchors (weak 0, dataset 50, strong 100), not LMRL-Gym's; the paper's
-#   column is a shape to compare with. One seed, so differences of a few points are within
-#   the evaluation noise (64 tasks; BC re-measured at each run's start varies as printed).
+#   column is a shape to compare with. One seed and 64 evaluation tasks: a success rate near
+#   0.3 has a standard error of about 0.06, so differences of a few points are noise (BC
+#   re-measured at each run's start varies as printed).
