@@ -63,18 +63,39 @@ def test_first_update_starts_on_policy(name):
 
 
 def test_value_head_fits_the_returns_of_a_fixed_batch():
+  # λ = γ = 1: the targets are the batch's Monte-Carlo returns-to-go, fixed across updates. The
+  # value head is linear in the frozen policy's hidden states, so least squares on the batch is
+  # the best it can reach, and the targets' variance is what a constant (the mean) reaches.
   m, batch = h.warm()
-  config = ml_collections.ConfigDict({"lr": 0.0, "value_lr": 3e-3, "epochs": 4})
+  config = ml_collections.ConfigDict({"lr": 0.0, "value_lr": 3e-2, "epochs": 16, "lam": 1.0,
+                                      "value_clip_eps": 100.0})
+  s = ppo.settings(config, m)
   algo = algorithms.make("ppo", config, m)
   state = algo.init(jax.random.PRNGKey(0))
+  mask = np.asarray(batch.action_mask & batch.attention_mask, bool)
+  data, _ = ppo.prepare(m.policy_params, state.params["value"], m.policy_params, batch, s)
+  returns = np.asarray(data["returns"])[mask]
+  hidden = np.asarray(policy.evaluate(m.policy_params, m.policy_config, batch.tokens,
+                                      batch.positions, batch.attention_mask).hidden)[mask]
+  features = np.concatenate([hidden, np.ones((len(hidden), 1))], axis=1)
+  w, *_ = np.linalg.lstsq(features, returns, rcond=None)
+  least_squares = 0.5 * np.mean((features @ w - returns) ** 2)
+  constant = 0.5 * np.var(returns)
+  assert least_squares < 0.9 * constant  # The batch's returns depend on the context.
   first = None
-  for i in range(8):
+  for i in range(6):
     state, metrics = algo.update(state, batch, jax.random.PRNGKey(i))
     first = float(metrics["ppo/first_value_loss"]) if first is None else first
   # lr = 0: the policy (and so the returns' inputs) is unchanged; only the value head learns.
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, state.params["policy"]),
                m.policy_params)
-  assert float(metrics["ppo/first_value_loss"]) < 0.5 * first, (first, metrics)
+  data, _ = ppo.prepare(m.policy_params, state.params["value"], m.policy_params, batch, s)
+  np.testing.assert_allclose(np.asarray(data["returns"])[mask], returns, atol=1e-5)
+  final = 0.5 * np.mean((np.asarray(data["old_values"])[mask] - returns) ** 2)
+  assert final < 0.5 * first, (first, final)
+  # Past the mean, most of the way to the best linear fit, and never below it.
+  assert least_squares - 1e-4 <= final < constant - 0.4 * (constant - least_squares), (
+      least_squares, final, constant)
 
 
 def test_turn_ppo_critic_reads_before_the_action():
