@@ -328,29 +328,31 @@ for env in ENVS:
 # difference between the two estimators.**
 #
 # * **Kuhn poker** (24 iterations, 768 self-play games per run): final win rate against the
-#   Nash player 0.559 with RAE vs 0.547 with the shared baseline (medians; per seed 0.570 /
-#   0.547 vs 0.570 / 0.523). The gap, +0.012, is a quarter of the standard error of one
+#   Nash player 0.535 with RAE vs 0.551 with the shared baseline (medians; per seed 0.547 /
+#   0.523 vs 0.570 / 0.531). The gap, -0.016, is about a third of the standard error of one
 #   evaluation (128 games, about 0.044), and the Nash player itself reaches 0.499 in the same
-#   seats. The curves of one seed nearly coincide: RAE's per-role baselines settle near -0.16 /
-#   +0.16 (the second mover's edge), a small shift next to returns of 1 or 2 chips, and 24
-#   updates at lr 1e-4 do not pull the two policies apart.
+#   seats. Both estimators start from the same BC policy and their curves stay within each
+#   other's seed range throughout. RAE's two baselines are mirror images (every hand is
+#   zero-sum) and end at +-0.02 (seed 0) and +-0.44 (seed 1); 24 updates at lr 1e-4 do not
+#   turn that into a different policy.
 # * **Tic-tac-toe** (12 iterations, 384 games per run): no policy beats minimax, so the win rate
-#   is 0 for both; the mean return against minimax is -0.551 (RAE) vs -0.492 (shared), per
-#   seed -0.508 / -0.594 vs -0.594 / -0.391, within the seed spread and far from minimax's own
+#   is 0 for both; the mean return against minimax is -0.633 (RAE) vs -0.637 (shared), per
+#   seed -0.586 / -0.680 vs -0.656 / -0.617, within the seed spread and far from minimax's own
 #   0 (a random mover gets -0.876).
 # * **What does move is the invalid-move rate**, for both estimators alike: in self-play it
-#   grows from about 0.01 to 0.27-0.39 on Kuhn poker, and on tic-tac-toe it starts at
-#   0.25-0.29 (after BC) and ends at 0.27-0.48.
+#   grows from about 0.01 to 0.23-0.42 on Kuhn poker, and on tic-tac-toe it starts at
+#   0.29-0.32 (after BC) and ends at 0.33-0.39.
 #   Our games charge nothing for an invalid move, and a stalled hand ends with reward 0, so on
-#   Kuhn poker the returns against Nash rise above the game value (seat 1 ends at +0.20 to
-#   +0.56 per run, against a legal-play ceiling of +0.056) through stalling rather than better
+#   Kuhn poker the returns against Nash rise above the game value (seat 1 ends at +0.22 to
+#   +0.53 per run, against a legal-play ceiling of +0.056) through stalling rather than better
 #   poker.
 #   SPIRAL charges -1.5 for an invalid move; that penalty, not the baseline, is what this
 #   setting is missing.
 #
 # What the paper's ablation reports (a 4B model's reasoning collapsing without RAE over
 # hundreds of iterations) is beyond this scale: a 2-layer, 128-wide policy trained from
-# scratch, 12-24 iterations, 2 seeds. Wall time: 34.5 min of training on 2 shared CPU cores
-# (per run in the table above; the first run of each game also built the compile cache, and
-# tic-tac-toe seed 0's BC checkpoint, 172 s, was trained by an earlier, interrupted execution
-# with the same config and reused).
+# scratch, 12-24 iterations, 2 seeds. Wall time: 11.8 min of training on 2 CPU cores (per run
+# in the table above; the first run of each game also trained the BC warm start and built the
+# compile cache). An earlier execution, before rollouts rebuilt a full shared KV cache instead
+# of cutting every running row, reached the same verdict (Kuhn 0.559 vs 0.547, tic-tac-toe
+# -0.551 vs -0.492).
