@@ -93,7 +93,7 @@ def test_value_head_fits_the_returns_of_a_fixed_batch():
   np.testing.assert_allclose(np.asarray(data["returns"])[mask], returns, atol=1e-5)
   final = 0.5 * np.mean((np.asarray(data["old_values"])[mask] - returns) ** 2)
   assert final < 0.5 * first, (first, final)
-  # Past the mean, most of the way to the best linear fit, and never below it.
+  # Past the mean, at least 40% of the way to the best linear fit, and never below it.
   assert least_squares - 1e-4 <= final < constant - 0.4 * (constant - least_squares), (
       least_squares, final, constant)
 
