@@ -5,7 +5,17 @@
   [episode] = agentrl.envs.play(env, strong, seed=0)
 
 Each environment module registers itself with `register`; a registered name may carry
-default keyword arguments (so `maze_po` is `maze` with `observed="partial"`).
+default keyword arguments (so `maze_po` is `maze` with `observed="partial"`), and everything
+else the project keeps per environment: the token budgets of its experiment configs
+(`TokenBudget`, read by `experiments/configs/common.py` through `BUDGETS`), its score
+normaliser (`Normalizer`, read by `agentrl.data.normalized_score` through `NORMALIZERS`) and
+its subgoal rule for the hierarchical wrapper (`agentrl.envs.hierarchical`). A new environment
+is one module that calls `register` (listed in `_MODULES` to load with the others, or imported
+by whoever uses it) plus its test:
+
+  register("my_env", MyEnv, policies={"strong": strong, "weak": weak},
+           budget=TokenBudget(max_tokens=256, max_new_tokens=12),
+           normalizer=Normalizer(weak=-5.0, dataset=-3.2, strong=-1.0), max_turns=8)
 
 A wrapper registered with `register_wrapper(prefix, ...)` composes with every registered
 single-role environment: `<prefix>_<name>` is `<name>` wrapped, with its scripted policies
@@ -17,20 +27,73 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
 
 from agentrl.envs.base import (MAX_ACTION_CHARS, Env, Episode, EpisodeRecorder, Policy,
                                TimeStep, play)
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenBudget:
+  """An environment's token budgets in the experiment configs (their cpu variant; the paper
+  variant doubles them, the smoke variant caps them; `experiments/configs/common.py`).
+
+  Set from the lengths of its scripted episodes under a 1024-token BPE: a row longer than
+  `max_tokens` is cut (a time limit, not a terminal) and evaluation scores it as failing
+  every turn it had left, so a budget that is too small lowers scores, never raises them.
+  """
+
+  max_tokens: int  # T: tokens per conversation row.
+  max_new_tokens: int  # Tokens per utterance.
+  turn_limit_key: str = "max_turns"  # The keyword the smoke variant sets to 4 to cap turns.
+
+  def __post_init__(self):
+    if self.max_tokens < 1 or self.max_new_tokens < 1:
+      raise ValueError(f"token budgets must be >= 1, got {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalizer:
+  """The three anchors of the normalised score: weak -> 0, dataset -> 50, strong -> 100
+  (LMRL-Gym's piecewise-linear convention, see `agentrl.data.scores`)."""
+
+  weak: float
+  dataset: float
+  strong: float
+
+  def __call__(self, raw, *, name: str = "") -> np.ndarray | float:
+    """The normalised score of `raw` (a float or an array of returns)."""
+    where = f" of {name!r}" if name else ""
+    if not self.weak < self.dataset < self.strong:
+      raise ValueError(
+          f"normalizer{where} needs weak < dataset < strong to divide by their gaps, got "
+          f"weak={self.weak}, dataset={self.dataset}, strong={self.strong}")
+    raw_array = np.asarray(raw, np.float64)
+    above = 50.0 + (raw_array - self.dataset) / (self.strong - self.dataset) * 50.0
+    below = (raw_array - self.weak) / (self.dataset - self.weak) * 50.0
+    score = np.where(raw_array >= self.dataset, above, below)
+    return float(score) if score.ndim == 0 else score
+
+
+#: A subgoal rule: (inner environment before the action, scripted action) -> the subgoal
+#: that action serves, for the scripted policies of the hierarchical wrapper.
+SubgoalRule = Callable[[Env, str], str]
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvSpec:
-  """A registered environment: its class, default kwargs and scripted policies."""
+  """A registered environment: its class, default kwargs, scripted policies, and what the
+  project keeps per environment (each None where it has none)."""
 
   name: str
   factory: Callable[..., Env]
   kwargs: Mapping[str, Any]
   policies: Mapping[str, Callable[..., Policy]]
+  budget: TokenBudget | None = None  # Token budgets of the experiment configs.
+  normalizer: Normalizer | None = None  # Anchors of its normalised score.
+  subgoal: SubgoalRule | None = None  # Subgoal rule of the hierarchical wrapper.
 
 
 _REGISTRY: dict[str, EnvSpec] = {}
@@ -39,11 +102,11 @@ _REGISTRY: dict[str, EnvSpec] = {}
 @dataclasses.dataclass(frozen=True)
 class WrapperSpec:
   """A registered environment wrapper: `wrap(inner_env) -> Env` and `wrap_policy(inner
-  scripted policy) -> Policy`, for single-role environments."""
+  scripted policy, inner EnvSpec) -> Policy`, for single-role environments."""
 
   prefix: str
   wrap: Callable[[Env], Env]
-  wrap_policy: Callable[[Policy], Policy]
+  wrap_policy: Callable[[Policy, EnvSpec], Policy]
   keeps_returns: bool = False  # Episode returns are the inner environment's (same scale).
 
 
@@ -55,24 +118,44 @@ _MODULES = ("twenty_questions", "guess_my_city", "wordle", "maze", "text_nav", "
 
 
 def register(name: str, factory: Callable[..., Env], *,
-             policies: Mapping[str, Callable[..., Policy]], **kwargs):
+             policies: Mapping[str, Callable[..., Policy]], budget: TokenBudget | None = None,
+             normalizer: Normalizer | None = None, subgoal: SubgoalRule | None = None,
+             **kwargs):
   """Registers `factory(**kwargs)` as `name` with scripted policy factories.
 
-  `policies` maps a policy name ("strong", "weak", ...) to a callable that takes the same
-  keyword arguments as the environment (or none it does not need) and returns a `Policy`.
+  Args:
+    name: The environment's name (`make(name)`, `env=name` in the experiment configs).
+    factory: Builds the environment from keyword arguments (usually its `Env` subclass).
+    policies: Maps a policy name ("strong", "weak", ...) to a callable that takes the same
+      keyword arguments as the environment (or none it does not need) and returns a `Policy`.
+    budget: Its token budgets in the experiment configs; None: no config can train on it.
+    normalizer: The anchors of its normalised score (`python -m experiments.make_datasets
+      --normalizers --env NAME` measures them); None: runs report no `score`.
+    subgoal: Its subgoal rule in the hierarchical wrapper; None: "" for every action (one
+      segment per episode).
+    **kwargs: Default keyword arguments of `factory` (and of the policies).
   """
   if name in _REGISTRY:
     raise ValueError(f"environment {name!r} is already registered")
   for required in ("strong", "weak"):
     if required not in policies:
       raise ValueError(f"environment {name!r} must register a {required!r} policy")
-  _REGISTRY[name] = EnvSpec(name, factory, dict(kwargs), dict(policies))
+  if budget is not None and not isinstance(budget, TokenBudget):
+    raise TypeError(f"environment {name!r}: budget must be a TokenBudget, got {budget!r}")
+  if normalizer is not None and not (isinstance(normalizer, Normalizer)
+                                     and normalizer.weak < normalizer.dataset < normalizer.strong):
+    raise ValueError(f"environment {name!r}: normalizer must be a Normalizer with weak < "
+                     f"dataset < strong, got {normalizer!r}")
+  _REGISTRY[name] = EnvSpec(name, factory, dict(kwargs), dict(policies), budget=budget,
+                            normalizer=normalizer, subgoal=subgoal)
 
 
 def register_wrapper(prefix: str, wrap: Callable[[Env], Env], *,
-                     wrap_policy: Callable[[Policy], Policy], keeps_returns: bool = False):
+                     wrap_policy: Callable[[Policy, EnvSpec], Policy],
+                     keeps_returns: bool = False):
   """Registers a wrapper: `<prefix>_<name>` becomes `wrap(make(name))` for every registered
-  single-role environment `name`, with each scripted policy `p` of `name` as `wrap_policy(p)`.
+  single-role environment `name`, with each scripted policy `p` of `name` as
+  `wrap_policy(p, spec(name))`.
   `keeps_returns`: the wrapped episodes' returns are the inner environment's, so its score
   normaliser applies to them (`score_name`).
   """
@@ -111,7 +194,7 @@ def _wrapped_spec(name: str) -> EnvSpec | None:
       raise ValueError(f"environment {name!r}: the {prefix!r} wrapper takes single-role "
                        f"environments; {inner_name!r} has several roles.")
     factory = lambda _f=inner.factory, **kw: w.wrap(_f(**kw))  # noqa: E731
-    policies = {which: (lambda _p=p, **kw: w.wrap_policy(_p(**kw)))
+    policies = {which: (lambda _p=p, **kw: w.wrap_policy(_p(**kw), inner))
                 for which, p in inner.policies.items()}
     return EnvSpec(name, factory, dict(inner.kwargs), policies)
   return None
@@ -141,6 +224,38 @@ def spec(name: str) -> EnvSpec:
   return wrapped
 
 
+class RegistryView(Mapping):
+  """A read-only, live mapping name -> `get(spec)` over the registered environments for
+  which that is not None, in registration order (`BUDGETS`, `NORMALIZERS`). Environments
+  registered later, from any module, appear in it; wrapped names (`hiper_...`) do not."""
+
+  def __init__(self, get: Callable[[EnvSpec], Any]):
+    self._get = get
+
+  def __getitem__(self, name: str):
+    _load_all()
+    value = self._get(_REGISTRY[name]) if name in _REGISTRY else None
+    if value is None:
+      raise KeyError(name)
+    return value
+
+  def __iter__(self) -> Iterator[str]:
+    _load_all()
+    return iter([name for name, s in _REGISTRY.items() if self._get(s) is not None])
+
+  def __len__(self) -> int:
+    return sum(1 for _ in self)
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}({dict(self.items())!r})"
+
+
+#: Name -> `TokenBudget` of every registered environment that has one.
+BUDGETS: Mapping[str, TokenBudget] = RegistryView(lambda s: s.budget)
+#: Name -> `Normalizer` of every registered environment that has one.
+NORMALIZERS: Mapping[str, Normalizer] = RegistryView(lambda s: s.normalizer)
+
+
 def make(name: str, **kwargs) -> Env:
   """Builds environment `name`; `kwargs` override the registered defaults."""
   s = spec(name)
@@ -156,6 +271,7 @@ def policy(name: str, which: str = "strong", **kwargs) -> Policy:
   return s.policies[which](**{**s.kwargs, **kwargs})
 
 
-__all__ = ["MAX_ACTION_CHARS", "Env", "EnvSpec", "Episode", "EpisodeRecorder", "Policy",
-           "TimeStep", "WrapperSpec", "make", "names", "play", "policy", "register",
-           "register_wrapper", "spec"]
+__all__ = ["BUDGETS", "MAX_ACTION_CHARS", "NORMALIZERS", "Env", "EnvSpec", "Episode",
+           "EpisodeRecorder", "Normalizer", "Policy", "RegistryView", "SubgoalRule", "TimeStep",
+           "TokenBudget", "WrapperSpec", "make", "names", "play", "policy", "register",
+           "register_wrapper", "score_name", "spec"]

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from agentrl.envs import register
+from agentrl.envs import Normalizer, TokenBudget, register
 from agentrl.envs.base import Env, TimeStep
 
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
@@ -184,4 +184,5 @@ def weak_policy(p_correct: float = 0.3, **_) -> Callable[[Env, np.random.Generat
 
 
 register("arithmetic_try_again", ArithmeticTryAgain,
-         policies={"strong": strong_policy, "weak": weak_policy})
+         policies={"strong": strong_policy, "weak": weak_policy}, budget=TokenBudget(128, 12),
+         normalizer=Normalizer(weak=0.457875, dataset=0.715562, strong=1))

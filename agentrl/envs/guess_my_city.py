@@ -57,7 +57,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from agentrl.envs import register
+from agentrl.envs import Normalizer, TokenBudget, register
 from agentrl.envs.base import Env, TimeStep
 from agentrl.envs import guess_my_city_data as data
 
@@ -532,4 +532,6 @@ def weak_policy(**_) -> Callable[[Env, np.random.Generator], str]:
 
 
 register("guess_my_city", GuessMyCity,
-         policies={"strong": strong_policy, "weak": weak_policy, "expert": expert_policy})
+         policies={"strong": strong_policy, "weak": weak_policy, "expert": expert_policy},
+         budget=TokenBudget(512, 16),
+         normalizer=Normalizer(weak=-19.661, dataset=-11.221, strong=-1.852))

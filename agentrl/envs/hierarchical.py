@@ -34,9 +34,10 @@ segment), `subgoal` (its text, stripped) and `subgoal_changed` (it differs from 
 the previous well-formed turn; false on the first one).
 
 Scripted policies wrap the inner ones: the inner policy picks the action (on the inner
-environment, exactly as unwrapped), then a subgoal rule of the inner environment names the
-subgoal that action serves, and the policy says SWITCH on the first turn and whenever that
-subgoal differs from the current one, KEEP otherwise (repeating the subgoal text). Rules:
+environment, exactly as unwrapped), then the subgoal rule the inner environment registered
+(`agentrl.envs.register(..., subgoal=rule)`) names the subgoal that action serves, and the
+policy says SWITCH on the first turn and whenever that subgoal differs from the current one,
+KEEP otherwise (repeating the subgoal text). The registered rules:
 
   maze        "go <direction>" of the move: a segment is a straight run of moves.
   text_nav    "get the <object>" until the task's object is carried, then "bring the <object>
@@ -52,12 +53,10 @@ and which subgoal to repeat), so there is no single answer text to score.
 from __future__ import annotations
 
 import dataclasses
-import re
-from typing import Callable
 
 import numpy as np
 
-from agentrl.envs import maze, register_wrapper, text_nav
+from agentrl.envs import EnvSpec, RegistryView, SubgoalRule, register_wrapper
 from agentrl.envs.base import Env, Policy, TimeStep, as_text
 
 PREFIX = "hiper"
@@ -305,48 +304,28 @@ class Hierarchical(Env):
     return dataclasses.replace(step, info=info)
 
 
-# --------------------------------------------------------------------------- subgoal rules
+# --------------------------------------------------------------------------- scripted policies
 
 
-def _maze_subgoal(env, action: str) -> str:
-  del env
-  move = maze.parse_move(action)
-  return f"go {move}" if move else ""
+def no_subgoal(env: Env, action: str) -> str:
+  """The subgoal rule of an environment that registers none: one segment per episode."""
+  del env, action
+  return ""
 
 
-def _text_nav_subgoal(env, action: str) -> str:
-  del action
-  if env.where.get(env.target) == text_nav.CARRIED:
-    return f"bring the {env.target} to the {env.receptacle}"
-  return f"get the {env.target}"
+#: Registered environment name -> its subgoal rule (a read-only view of the registry; names
+#: that register none are absent and use `no_subgoal`).
+SUBGOAL_RULES: RegistryView = RegistryView(lambda s: s.subgoal)
 
 
-_RULE = re.compile(r"\brule\b", re.IGNORECASE)
-
-
-def _wilt_subgoal(env, action: str) -> str:
-  del env
-  return "state the rule" if _RULE.search(action) else "test triples"
-
-
-#: Inner environment class name (`Env.name`) -> rule(inner env before the action, action)
-#: -> the subgoal the scripted action serves.
-SUBGOAL_RULES: dict[str, Callable[[Env, str], str]] = {
-    "maze": _maze_subgoal, "text_nav": _text_nav_subgoal, "wilt": _wilt_subgoal,
-}
-
-
-def subgoal_rule(env: Env) -> Callable[[Env, str], str]:
-  """The scripted subgoal rule of an inner environment ("" for every action by default)."""
-  return SUBGOAL_RULES.get(env.name, lambda env, action: "")
-
-
-def wrap_policy(inner: Policy) -> Policy:
-  """The scripted policy `inner` in the reply format (see the module docstring)."""
+def wrap_policy(inner: Policy, spec: EnvSpec | None = None) -> Policy:
+  """The scripted policy `inner` of the environment registered as `spec` in the reply format
+  (see the module docstring), with `spec.subgoal` as its subgoal rule."""
+  rule: SubgoalRule = (spec.subgoal if spec is not None else None) or no_subgoal
 
   def act(env: Hierarchical, rng: np.random.Generator) -> str:
     action = as_text(inner(env.inner, rng))
-    goal = subgoal_rule(env.inner)(env.inner, action)
+    goal = rule(env.inner, action)
     return format_reply(env.subgoal is None or goal != env.subgoal, goal, action)
 
   return act

@@ -56,7 +56,7 @@ import re
 
 import numpy as np
 
-from agentrl.envs import register
+from agentrl.envs import Normalizer, TokenBudget, register
 from agentrl.envs.base import Env, Policy, TimeStep
 
 #: Room -> (x, y) on the floor plan; doors join some rooms one step apart.
@@ -449,7 +449,18 @@ def noisy_policy(**_) -> Policy:
   return act
 
 
+def subgoal(env: TextNav, action: str) -> str:
+  """HiPER's subgoal: get the object until it is carried, then bring it to the receptacle."""
+  del action
+  if env.where.get(env.target) == CARRIED:
+    return f"bring the {env.target} to the {env.receptacle}"
+  return f"get the {env.target}"
+
+
 _POLICIES = {"strong": strong_policy, "weak": weak_policy, "noisy": noisy_policy}
-register("text_nav", TextNav, policies=_POLICIES, observed="full")
-register("text_nav_fo", TextNav, policies=_POLICIES, observed="full")
-register("text_nav_po", TextNav, policies=_POLICIES, observed="partial")
+_COMMON = dict(policies=_POLICIES, subgoal=subgoal,
+               normalizer=Normalizer(weak=0.01, dataset=0.478, strong=1))
+register("text_nav", TextNav, **_COMMON, observed="full")
+# A row holds about 9 of the 50 turns: the strong policy's episodes fit, most weak ones do not.
+register("text_nav_fo", TextNav, **_COMMON, budget=TokenBudget(1024, 8), observed="full")
+register("text_nav_po", TextNav, **_COMMON, budget=TokenBudget(640, 8), observed="partial")

@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from agentrl.envs import register
+from agentrl.envs import Normalizer, TokenBudget, register
 from agentrl.envs.base import Env, TimeStep
 
 ROWS = "abc"
@@ -177,4 +177,5 @@ def weak_policy(**_) -> Callable[[Env, np.random.Generator], str]:
   return act
 
 
-register("tictactoe", TicTacToe, policies={"strong": strong_policy, "weak": weak_policy})
+register("tictactoe", TicTacToe, policies={"strong": strong_policy, "weak": weak_policy},
+         budget=TokenBudget(256, 6), normalizer=Normalizer(weak=-0.773, dataset=-0.406, strong=0))

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from agentrl.envs import register
+from agentrl.envs import Normalizer, TokenBudget, register
 from agentrl.envs import twenty_questions_data as data
 from agentrl.envs.base import Env, TimeStep
 
@@ -439,5 +439,9 @@ def weak_policy(*, guess_probability: float = 0.2, **_: Any):
 
 
 _POLICIES = {"strong": strong_policy, "weak": weak_policy}
-register("twenty_questions", TwentyQuestions, policies=_POLICIES, subset=False)
-register("twenty_questions_subset", TwentyQuestions, policies=_POLICIES, subset=True)
+register("twenty_questions", TwentyQuestions, policies=_POLICIES, subset=False,
+         budget=TokenBudget(400, 12),
+         normalizer=Normalizer(weak=-19.77, dataset=-13.705, strong=-6.941))
+register("twenty_questions_subset", TwentyQuestions, policies=_POLICIES, subset=True,
+         budget=TokenBudget(320, 12),
+         normalizer=Normalizer(weak=-15.926, dataset=-9.886, strong=-2.911))

@@ -60,7 +60,7 @@ from typing import Callable
 
 import numpy as np
 
-from agentrl.envs import register
+from agentrl.envs import Normalizer, TokenBudget, register
 from agentrl.envs.base import Env, TimeStep
 
 LOW, HIGH = -10, 10
@@ -561,4 +561,15 @@ def weak_policy(**_) -> Callable[[Env, np.random.Generator], str]:
   return act
 
 
-register("wilt", Wilt, policies={"strong": strong_policy, "weak": weak_policy})
+_SAYS_RULE = re.compile(r"\brule\b", re.IGNORECASE)
+
+
+def subgoal(env: Env, action: str) -> str:
+  """HiPER's subgoal: "test triples" while probing, "state the rule" for the answer."""
+  del env
+  return "state the rule" if _SAYS_RULE.search(action) else "test triples"
+
+
+register("wilt", Wilt, policies={"strong": strong_policy, "weak": weak_policy},
+         budget=TokenBudget(256, 16), normalizer=Normalizer(weak=0, dataset=0.473, strong=1),
+         subgoal=subgoal)

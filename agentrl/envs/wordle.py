@@ -47,7 +47,7 @@ from typing import Sequence
 
 import numpy as np
 
-from agentrl.envs import register
+from agentrl.envs import Normalizer, TokenBudget, register
 from agentrl.envs.base import Env, Policy, TimeStep
 
 WORD_LEN = 5
@@ -297,4 +297,9 @@ def weak_policy(*, explore: float = 0.66, **_) -> Policy:
   return act
 
 
-register("wordle", Wordle, policies={"strong": strong_policy, "weak": weak_policy})
+# A row holds all 6 guesses at the full reply length even when every one is invalid (37
+# opening tokens + 5 x (12 + end of turn + 60 of the invalid-guess message) + 13): a policy
+# that cannot yet spell plays its six guesses instead of being cut after three.
+register("wordle", Wordle, policies={"strong": strong_policy, "weak": weak_policy},
+         budget=TokenBudget(448, 12, turn_limit_key="max_guesses"),
+         normalizer=Normalizer(weak=-4.84, dataset=-3.782, strong=-2.555))
