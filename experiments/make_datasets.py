@@ -8,8 +8,10 @@ r"""Builds the offline episode datasets and the score normalizers of the environ
 A dataset build shows a progress bar over episodes and prints the dataset's path, size,
 example counts, mean return and success rate per split, and its metadata. An existing
 dataset (same arguments) is read, not rebuilt. `--normalizers` plays each policy (weak,
-the dataset mixture, strong) on the fixed evaluation seeds and prints `NORMALIZERS` as
-Python source to paste into `agentrl/data/scores.py`, plus a markdown table.
+the dataset mixture, strong) on the fixed evaluation seeds and prints the normalizers as
+Python source, each entry to paste into its environment's `agentrl.envs.register(...,
+normalizer=...)` call, plus a markdown table. An environment registered outside the built-in
+modules is listed once the module that registers it is imported.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ return of a weak ("min") policy, the dataset average and a strong ("max") policy
 so scores are comparable across tasks and can leave [0, 100] (below the weak policy or
 above the strong one). Our anchors are measured, not copied: `scripted_returns` plays an
 environment's scripted policies over the fixed evaluation seeds
-`[EVAL_SEED_START, EVAL_SEED_START + n)` (disjoint from every dataset's seeds), and
-`NORMALIZERS` holds the per-environment means (weak, default dataset mixture, strong).
-`python -m experiments.make_datasets --normalizers` recomputes and prints the table.
+`[EVAL_SEED_START, EVAL_SEED_START + n)` (disjoint from every dataset's seeds), and each
+environment registers its means (weak, default dataset mixture, strong) with
+`agentrl.envs.register(..., normalizer=Normalizer(...))`; `NORMALIZERS` is the read-only view
+of them. `python -m experiments.make_datasets --normalizers` recomputes and prints them.
 
 Multi-role environments report role 0's return. In `scripted_returns` the other roles play
 `opponent` (default: the same policy or mixture, i.e. self-play); the normalizers use the
@@ -26,7 +27,6 @@ to LMRL-Gym's environments and datasets, not to ours.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -35,27 +35,9 @@ from agentrl import envs as envs_lib
 from agentrl.data import episodes_builder
 
 
-@dataclasses.dataclass(frozen=True)
-class Normalizer:
-  """The three anchors of the normalised score: weak -> 0, dataset -> 50, strong -> 100."""
-
-  weak: float
-  dataset: float
-  strong: float
-
-  def __call__(self, raw, *, name: str = "") -> np.ndarray | float:
-    """The normalised score of `raw` (a float or an array of returns)."""
-    where = f" of {name!r}" if name else ""
-    if not self.weak < self.dataset < self.strong:
-      raise ValueError(
-          f"normalizer{where} needs weak < dataset < strong to divide by their gaps, got "
-          f"weak={self.weak}, dataset={self.dataset}, strong={self.strong}")
-    raw_array = np.asarray(raw, np.float64)
-    above = 50.0 + (raw_array - self.dataset) / (self.strong - self.dataset) * 50.0
-    below = (raw_array - self.weak) / (self.dataset - self.weak) * 50.0
-    score = np.where(raw_array >= self.dataset, above, below)
-    return float(score) if score.ndim == 0 else score
-
+#: The three anchors of the normalised score (defined with the registry, where each
+#: environment registers its own).
+Normalizer = envs_lib.Normalizer
 
 #: LMRL-Gym's Table 5 anchors (min, dataset average, max), for comparison only. The min is
 #: the lowest possible return there (e.g. 20Qs: -20 = every question asked, none right), not
@@ -70,25 +52,11 @@ LMRL_GYM_PAPER: dict[str, Normalizer] = {
     "guess_my_city": Normalizer(-20.0, -18.8, -8.56),
 }
 
-#: Our anchors per registered environment, measured by `compute_normalizers` over
-#: NORMALIZER_EPISODES evaluation seeds (dataset = `episodes_builder.DEFAULT_MIXTURE`).
-#: Regenerate with `python -m experiments.make_datasets --normalizers` and paste here.
-NORMALIZERS: dict[str, Normalizer] = {
-    'arithmetic_try_again': Normalizer(weak=0.457875, dataset=0.715562, strong=1),
-    'guess_my_city': Normalizer(weak=-19.661, dataset=-11.221, strong=-1.852),
-    'kuhn_poker': Normalizer(weak=-0.192, dataset=-0.151, strong=-0.096),
-    'maze': Normalizer(weak=-81.249, dataset=-46.297, strong=-6.781),
-    'maze_fo': Normalizer(weak=-81.249, dataset=-46.297, strong=-6.781),
-    'maze_po': Normalizer(weak=-81.249, dataset=-46.297, strong=-6.781),
-    'text_nav': Normalizer(weak=0.01, dataset=0.478, strong=1),
-    'text_nav_fo': Normalizer(weak=0.01, dataset=0.478, strong=1),
-    'text_nav_po': Normalizer(weak=0.01, dataset=0.478, strong=1),
-    'tictactoe': Normalizer(weak=-0.773, dataset=-0.406, strong=0),
-    'twenty_questions': Normalizer(weak=-19.77, dataset=-13.705, strong=-6.941),
-    'twenty_questions_subset': Normalizer(weak=-15.926, dataset=-9.886, strong=-2.911),
-    'wilt': Normalizer(weak=0, dataset=0.473, strong=1),
-    'wordle': Normalizer(weak=-4.84, dataset=-3.782, strong=-2.555),
-}
+#: Our anchors per registered environment (a read-only view of the registry), measured by
+#: `compute_normalizers` over NORMALIZER_EPISODES evaluation seeds (dataset =
+#: `episodes_builder.DEFAULT_MIXTURE`). Regenerate with `python -m experiments.make_datasets
+#: --normalizers` and paste each one into its environment's `register(..., normalizer=...)`.
+NORMALIZERS: Mapping[str, Normalizer] = envs_lib.NORMALIZERS
 
 NORMALIZER_EPISODES = 1000
 #: The policy of roles other than 0 when measuring the normalizers of multi-role games.
@@ -103,7 +71,8 @@ def normalized_score(env_name: str, raw, *,
     raise KeyError(
         f"no score normalizer for environment {env_name!r} (have: "
         f"{', '.join(sorted(table)) or 'none'}); compute one with "
-        f"`python -m experiments.make_datasets --normalizers --env {env_name}`")
+        f"`python -m experiments.make_datasets --normalizers --env {env_name}` and register "
+        f"it (`agentrl.envs.register(..., normalizer=...)`)")
   return table[env_name](raw, name=env_name)
 
 
@@ -180,7 +149,8 @@ def compute_normalizers(env_names: Sequence[str], *, episodes: int = NORMALIZER_
 
 
 def normalizers_source(table: Mapping[str, Normalizer], *, episodes: int) -> str:
-  """`table` as Python source to paste over `NORMALIZERS`."""
+  """`table` as Python source: each entry is the `normalizer=` of its environment's
+  `agentrl.envs.register` call."""
   lines = [f"# Measured over {episodes} evaluation seeds per policy "
            f"(`python -m experiments.make_datasets --normalizers`); multi-role games: role 0",
            f"# against the {MULTI_ROLE_OPPONENT!r} scripted opponent.",
