@@ -13,37 +13,26 @@ laptop CPU: a small from-scratch policy), `paper` (the published sizes, for GPU/
 
 from __future__ import annotations
 
+import dataclasses
+import types
+
 import ml_collections
 
-from agentrl import parallel
+from agentrl import envs, parallel
 
 VARIANTS = ("smoke", "cpu", "paper")
 
-# Per environment: tokens per conversation row (T) and per utterance for the cpu variant,
-# from the lengths of its scripted episodes under a 1024-token BPE. A longer row is cut (a
-# time limit, not a terminal) and evaluation scores it as failing every turn it had left
-# (`rollout` stats["scored_return"]), so a T that is too small lowers scores, never raises
-# them. Wordle's T holds all 6 guesses at the full reply length even when every one is
-# invalid (37 opening tokens + 5 x (12 + end of turn + 60 of the invalid-guess message) + 13):
-# a policy that cannot yet spell plays its six guesses instead of being cut after three.
-# Maze's rows hold about 13 (FO) to 22 (PO) of its 100 turns and Text-Nav's about 9 of its
-# 50: the strong policy's episodes fit, most of the weak policy's do not. The paper variant
-# doubles T. The smoke variant caps episodes at 4 turns through the env's `turn_limit_key`
-# keyword (default "max_turns").
-ENVS = {
-    "twenty_questions": dict(max_tokens=400, max_new_tokens=12),
-    "twenty_questions_subset": dict(max_tokens=320, max_new_tokens=12),
-    "guess_my_city": dict(max_tokens=512, max_new_tokens=16),
-    "wordle": dict(max_tokens=448, max_new_tokens=12, turn_limit_key="max_guesses"),
-    "maze_fo": dict(max_tokens=512, max_new_tokens=6),
-    "maze_po": dict(max_tokens=384, max_new_tokens=6),
-    "text_nav_fo": dict(max_tokens=1024, max_new_tokens=8),
-    "text_nav_po": dict(max_tokens=640, max_new_tokens=8),
-    "wilt": dict(max_tokens=256, max_new_tokens=16),
-    "kuhn_poker": dict(max_tokens=96, max_new_tokens=4),
-    "tictactoe": dict(max_tokens=256, max_new_tokens=6),
-    "arithmetic_try_again": dict(max_tokens=128, max_new_tokens=12),
-}
+# Per environment: tokens per conversation row (T) and per utterance for the cpu variant, as
+# the environment registers them (`agentrl.envs.register(..., budget=TokenBudget(...))`, which
+# says how they were chosen). A longer row is cut (a time limit, not a terminal) and evaluation
+# scores it as failing every turn it had left (`rollout` stats["scored_return"]), so a T that
+# is too small lowers scores, never raises them. The paper variant doubles T. The smoke
+# variant caps episodes at 4 turns through the env's `turn_limit_key` keyword (default
+# "max_turns"). A read-only view of the registry, name -> {"max_tokens", "max_new_tokens",
+# "turn_limit_key"}, of every registered environment with a budget (one registered by any
+# module, a test's included).
+ENVS = envs.RegistryView(
+    lambda spec: spec.budget and types.MappingProxyType(dataclasses.asdict(spec.budget)))
 
 
 def parse(arg: str | None, default_env: str) -> tuple[str, str]:
@@ -59,8 +48,8 @@ def parse(arg: str | None, default_env: str) -> tuple[str, str]:
       raise ValueError(f"config argument {part!r}: expected a variant ({', '.join(VARIANTS)}) "
                        "or env=NAME")
   if env not in ENVS:
-    raise ValueError(f"env={env!r} has no sizes in experiments/configs/common.py; known: "
-                     f"{', '.join(sorted(ENVS))}")
+    raise ValueError(f"env={env!r} has no token budget (agentrl.envs.register(..., "
+                     f"budget=TokenBudget(...))); known: {', '.join(sorted(ENVS))}")
   return variant, env
 
 
@@ -123,7 +112,7 @@ def base(env: str, variant: str) -> ml_collections.ConfigDict:
   c.distributed = distributed_block()  # Default: one process, or every host of a TPU slice.
 
   if variant == "smoke":
-    c.env.kwargs[sizes.get("turn_limit_key", "max_turns")] = 4
+    c.env.kwargs[sizes["turn_limit_key"]] = 4
     c.env.max_tokens = min(192, sizes["max_tokens"])
     c.tokenizer.update(vocab_size=512, corpus_episodes=30)
     c.policy.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=64)
