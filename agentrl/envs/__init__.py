@@ -10,8 +10,8 @@ else the project keeps per environment: the token budgets of its experiment conf
 (`TokenBudget`, read by `experiments/configs/common.py` through `BUDGETS`), its score
 normaliser (`Normalizer`, read by `agentrl.data.normalized_score` through `NORMALIZERS`) and
 its subgoal rule for the hierarchical wrapper (`agentrl.envs.hierarchical`). A new environment
-is one module that calls `register` (listed in `_MODULES` to load with the others, or imported
-by whoever uses it) plus its test:
+is one module that calls `register` plus its test: a module of this package is imported with
+the others on first use of the registry, one elsewhere (a test's) registers when imported.
 
   register("my_env", MyEnv, policies={"strong": strong, "weak": weak},
            budget=TokenBudget(max_tokens=256, max_new_tokens=12),
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -112,9 +113,9 @@ class WrapperSpec:
 
 _WRAPPERS: dict[str, WrapperSpec] = {}
 
-# Modules imported on first use of the registry; each calls `register` at import time.
-_MODULES = ("twenty_questions", "guess_my_city", "wordle", "maze", "text_nav", "wilt",
-            "kuhn_poker", "tictactoe", "arithmetic_try_again", "hierarchical")
+# Modules imported on first use of the registry: every module of this package (environment
+# modules call `register` at import time; the others, such as `base`, register nothing).
+_MODULES = tuple(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def register(name: str, factory: Callable[..., Env], *,
