@@ -8,7 +8,7 @@ A notebook or a sweep calls `train_once(config, run_dir)` for every cell of its 
   grid cost on the machine that ran it;
 * runs that start from the same behaviour-cloned policy (same environment, tokenizer, policy
   and `bc` block) can share it: `bc_from` names finished runs whose `bc/` checkpoint is
-  copied in first, which `trainer.behaviour_clone` then restores instead of training again.
+  copied in first, which `experiment.behaviour_clone` then restores instead of training again.
 
 `restore(config, run_dir)` gives back the experiment and the train state of a run's last
 checkpoint (or of its BC warm start), to measure something on the trained models.
@@ -16,7 +16,6 @@ checkpoint (or of its BC warm start), to measure something on the trained models
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from typing import Any, Sequence
 import jax
 import ml_collections
 
-from agentrl import algorithms, checkpoint, trainer
+from agentrl import checkpoint, experiment, trainer
 
 WALL_TIME = "wall_time.json"
 
@@ -71,21 +70,16 @@ def train_once(config: ml_collections.ConfigDict, run_dir: str, *,
 
 
 def restore(config: ml_collections.ConfigDict, run_dir: str, *, step: int | None = None
-            ) -> tuple[trainer.Experiment, Any]:
+            ) -> tuple[experiment.Experiment, Any]:
   """(experiment, train state) of the checkpoint `step` (default: the last) of `run_dir`.
 
   The experiment's `models.policy_params` are the run's BC warm start when it has one (the
   policy every update of the run was regularised towards), else the initial parameters.
   """
-  exp = trainer.build(config)
-  if config.bc.steps > 0:
-    if not os.path.isdir(os.path.join(run_dir, "bc")):
-      raise FileNotFoundError(f"{run_dir}/bc holds no BC checkpoint (config.bc.steps="
-                              f"{config.bc.steps}); restore reads runs, it does not train.")
-    models = dataclasses.replace(exp.models,
-                                 policy_params=trainer.behaviour_clone(exp, run_dir))
-    exp = dataclasses.replace(exp, models=models, algorithm=algorithms.make(
-        config.algorithm.name, config.algorithm, models))
+  if config.bc.steps > 0 and not os.path.isdir(os.path.join(run_dir, "bc")):
+    raise FileNotFoundError(f"{run_dir}/bc holds no BC checkpoint (config.bc.steps="
+                            f"{config.bc.steps}); restore reads runs, it does not train.")
+  exp = experiment.build(config, run_dir=run_dir)
   with checkpoint.Checkpointer(os.path.join(run_dir, "checkpoints"), max_to_keep=None) as ckpt:
     if ckpt.latest_step() is None:
       raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint to restore.")

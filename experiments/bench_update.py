@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentrl import configs, envs, replay, rollout, trainer
+from agentrl import configs, encoding, envs, experiment, replay
 
 _CONFIG = flags.DEFINE_string(
     "config", os.path.join(configs.CONFIG_DIR, "archer_twenty_questions.py:cpu"),
@@ -109,7 +109,7 @@ def matmul_peak(n: int, repeats: int = 10) -> float:
   return 2 * n ** 3 / statistics.median(times)
 
 
-def scripted_buffer(exp, episodes: int) -> replay.ReplayBuffer:
+def scripted_buffer(exp, algo, episodes: int) -> replay.ReplayBuffer:
   """A replay buffer of strong and weak scripted episodes of the config's environment."""
   c = exp.config
   env = envs.make(c.env.name, **c.env.kwargs)
@@ -117,19 +117,19 @@ def scripted_buffer(exp, episodes: int) -> replay.ReplayBuffer:
   for i in range(episodes):
     kind = "strong" if i % 2 else "weak"
     played += envs.play(env, envs.policy(c.env.name, kind), seed=i, rng=i)
-  batch = rollout.encode_episodes(exp.tokenizer, played, max_tokens=c.env.max_tokens,
+  batch = encoding.encode_episodes(exp.tokenizer, played, max_tokens=c.env.max_tokens,
                                   max_turns=exp.max_turns, system_prompt=c.env.system_prompt)
-  buffer = replay.ReplayBuffer(replay.transition_spec(c.algorithm.state_tokens,
-                                                      c.algorithm.action_tokens),
+  spec = algo.source
+  buffer = replay.ReplayBuffer(replay.transition_spec(spec.state_tokens, spec.action_tokens),
                                c.replay.capacity)
-  buffer.add(trainer.replay_transitions(exp, batch))
+  buffer.add(spec.transitions(batch, exp.tokenizer.pad_id))
   return buffer
 
 
 def time_updates(algo, buffer, repeats: int) -> tuple[float, dict, float]:
   """(median seconds per update, last metrics, compile seconds)."""
   state = algo.init(jax.random.PRNGKey(0))
-  batches = [algo.sample(buffer, np.random.default_rng(i)) for i in range(repeats + 1)]
+  batches = [algo.source.sample(buffer, np.random.default_rng(i)) for i in range(repeats + 1)]
   start = time.perf_counter()
   state, metrics = algo.update(state, batches[0], jax.random.PRNGKey(0))
   jax.block_until_ready(metrics)
@@ -152,8 +152,8 @@ def main(argv):
   if config.algorithm.name != "archer":
     raise ValueError(f"bench_update times ArCHer; {_CONFIG.value} has algorithm.name="
                      f"{config.algorithm.name!r}")
-  exp = trainer.build(config)
-  buffer = scripted_buffer(exp, _EPISODES.value)
+  exp = experiment.build(config)
+  buffer = scripted_buffer(exp, exp.algorithm, _EPISODES.value)
   a = config.algorithm
   critic_module, _ = archer.make_critic(a, exp.models.policy_config.vocab_size,
                                          exp.tokenizer)

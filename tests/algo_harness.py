@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from agentrl import algorithms, envs, policy, replay, rollout, sampling
+from agentrl import algorithms, encoding, envs, policy, replay, rollout, sampling
 from agentrl.algorithms import Models
 from agentrl.models import decoder
 from agentrl.tokenizer import Tokenizer
@@ -57,7 +57,7 @@ def episodes(policy, seeds, rng: int = 0):
 
 def offline_batch(policy, seeds, rng: int = 0):
   """Scripted episodes of the toy task as a `TrajectoryBatch`."""
-  return rollout.encode_episodes(tokenizer(), episodes(policy, seeds, rng),
+  return encoding.encode_episodes(tokenizer(), episodes(policy, seeds, rng),
                                  max_tokens=MAX_TOKENS, max_turns=MAX_TURNS)
 
 
@@ -128,7 +128,7 @@ def echo_models() -> Models:
   m = models(max_new_tokens=4)
   bc = algorithms.make("bc", ml_collections.ConfigDict({"lr": 3e-3}), m)
   state = bc.init(jax.random.PRNGKey(0))
-  data = rollout.encode_episodes(tokenizer(), echo_episodes(toy_envs.random_echo_policy,
+  data = encoding.encode_episodes(tokenizer(), echo_episodes(toy_envs.random_echo_policy,
                                                             range(64)),
                                  max_tokens=48, max_turns=2)
   rng = np.random.default_rng(0)
@@ -164,6 +164,6 @@ def train_on_echo(algo, m: Models, iterations: int, *, state_tokens: int, action
     buffer.add(replay.utterance_transitions(batch, max_state_tokens=state_tokens,
                                             max_action_tokens=action_tokens,
                                             pad_id=tokenizer().pad_id))
-    state, metrics = algo.update(state, algo.sample(buffer, np.random.default_rng(it)),
+    state, metrics = algo.update(state, algo.source.sample(buffer, np.random.default_rng(it)),
                                  jax.random.PRNGKey(it))
   return state, metrics

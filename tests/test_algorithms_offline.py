@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from agentrl import algorithms, policy, sampling
+from agentrl import algorithms, policy, sampling, sources
 from agentrl.algorithms import archer_offline, ilql, mc_returns
 from agentrl.algorithms import value_decoding as vd
 from agentrl.models import decoder
@@ -197,7 +197,7 @@ def test_archer_offline_polyak_warmup_and_actor_update():
   cfg = ml_collections.ConfigDict({"lr": 1e-3, "critic_lr": 1e-3, "tau": 0.05,
                                    "critic_steps": 1, "warmup_updates": 1})
   algo = algorithms.make("archer_offline", cfg, m)
-  assert algo.data == "offline"
+  assert isinstance(algo.source, sources.Offline)
   state = algo.init(jax.random.PRNGKey(0))
   old = jax.tree.map(np.array, (state.params, state.frozen))
   state, metrics = algo.update(state, batch, jax.random.PRNGKey(1))

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from agentrl import algorithms, envs, policy, rollout, sampling
+from agentrl import algorithms, encoding, envs, policy, rollout, sampling
 from agentrl.algorithms import self_play
 from agentrl.models import decoder
 from agentrl.tokenizer import Tokenizer
@@ -48,7 +48,7 @@ def setup():
 def nim_batch(seeds):
   """Scripted Nim games as a batch whose behaviour log-probs are the initial policy's."""
   tok, m = setup()
-  b = rollout.encode_episodes(tok, games(seeds), max_tokens=MAX_TOKENS, max_turns=MAX_TURNS)
+  b = encoding.encode_episodes(tok, games(seeds), max_tokens=MAX_TOKENS, max_turns=MAX_TURNS)
   lp = policy.evaluate(m.policy_params, m.policy_config, b.tokens, b.positions,
                        b.attention_mask).logprobs
   return dataclasses.replace(b, behaviour_logprobs=np.where(b.action_mask, np.asarray(lp), 0.0)

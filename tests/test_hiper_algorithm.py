@@ -12,7 +12,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from agentrl import algorithms, configs, data, envs, hiper, policy, rollout, sampling, trainer
+from agentrl import (algorithms, configs, data, encoding, envs, hiper, policy, rollout,
+                     sampling, trainer)
 from agentrl.algorithms import Models
 from agentrl.algorithms import hiper as H
 from agentrl.data import tokenizers as tokenizer_data
@@ -402,7 +403,7 @@ def loss_batch():
                 reply(False, "go down", "move down")], [-1.0, -1.0, 0.0], True),
       _episode([], [], False),
   ]
-  batch = rollout.encode_episodes(tokenizer(), eps, max_tokens=T, max_turns=MAX_TURNS,
+  batch = encoding.encode_episodes(tokenizer(), eps, max_tokens=T, max_turns=MAX_TURNS,
                                   system_prompt=False)
   m = models()
   lp = policy.evaluate(m.policy_params, m.policy_config, batch.tokens, batch.positions,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from agentrl import algorithms
-from agentrl import trainer
+from agentrl import sources
 from tests import algo_harness as h
 from tests import toy_envs
 
@@ -25,7 +25,7 @@ def episodes():
 
 
 def test_batches_are_deterministic_bucketed_and_cover_the_data(episodes):
-  stream = trainer.OfflineStream(episodes, experiment(), batch_size=8, stream=3)
+  stream = sources.OfflineStream(episodes, experiment(), batch_size=8, stream=3)
   a, b = stream.batch(5), stream.batch(5)
   np.testing.assert_array_equal(a.tokens, b.tokens)
   assert not np.array_equal(stream.batch(6).tokens, a.tokens)
@@ -44,7 +44,7 @@ def test_batches_are_deterministic_bucketed_and_cover_the_data(episodes):
 
 
 def test_trimmed_width_fits_the_longest_row(episodes):
-  stream = trainer.OfflineStream(episodes, experiment(), batch_size=8, stream=1)
+  stream = sources.OfflineStream(episodes, experiment(), batch_size=8, stream=1)
   for step in range(4):
     batch = stream.batch(step)
     longest = int(batch.attention_mask.sum(1).max())
@@ -54,16 +54,16 @@ def test_trimmed_width_fits_the_longest_row(episodes):
 
 def test_empty_dataset_is_a_clear_error():
   with pytest.raises(ValueError, match="no episodes"):
-    trainer.OfflineStream([], experiment(), batch_size=8, stream=0)
+    sources.OfflineStream([], experiment(), batch_size=8, stream=0)
 
 
 def test_offline_filtered_bc_keeps_the_best_fraction(episodes):
   algo = algorithms.make("filtered_bc_offline",
                          ml_collections.ConfigDict({"lr": 1e-3, "top_fraction": 0.25}),
                          h.models())
-  kept = algo.episode_filter(episodes)
+  kept = algo.source.episode_filter(episodes)
   returns = sorted((e.episode_return for e in episodes), reverse=True)
   assert len(kept) == 20
   assert sorted((e.episode_return for e in kept), reverse=True) == returns[:20]
   assert algorithms.make("bc", ml_collections.ConfigDict({"lr": 1e-3}),
-                         h.models()).episode_filter is None
+                         h.models()).source.episode_filter is None

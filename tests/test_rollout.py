@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tokenizers
 
-from agentrl import envs, rollout, sampling
+from agentrl import encoding, envs, rollout, sampling
 from agentrl.models import decoder
 from agentrl.tokenizer import Tokenizer
 from tests import toy_envs
@@ -83,10 +83,10 @@ def test_scripted_policy_in_rollout_matches_direct_play(template):
       assert all(e.success for e in result.episodes)
     check_turn_structure(result, tok)
     # The same episodes, re-encoded from text, give the same batch.
-    again = rollout.encode_episodes(tok, result.episodes, max_tokens=256, max_turns=6)
+    again = encoding.encode_episodes(tok, result.episodes, max_tokens=256, max_turns=6)
     bare = rollout.rollout(policy, env, seeds, tokenizer=tok, max_tokens=256, rng=5,
                            system_prompt=False)
-    bare_again = rollout.encode_episodes(tok, bare.episodes, max_tokens=256, max_turns=6,
+    bare_again = encoding.encode_episodes(tok, bare.episodes, max_tokens=256, max_turns=6,
                                          system_prompt=False)
     np.testing.assert_array_equal(bare.batch.tokens, bare_again.tokens)
     assert (np.asarray(bare.batch.attention_mask).sum()
@@ -201,8 +201,8 @@ def test_encode_episodes_cuts_long_episodes_at_turn_boundaries():
   tok = tokenizer()
   [episode] = envs.play(toy_envs.GuessNumber(), toy_envs.random_policy, 0, rng=3)
   assert episode.num_turns >= 3
-  full = rollout.encode_episodes(tok, [episode], max_tokens=256, max_turns=6)
-  cut = rollout.encode_episodes(tok, [episode], max_tokens=256, max_turns=2)
+  full = encoding.encode_episodes(tok, [episode], max_tokens=256, max_turns=6)
+  cut = encoding.encode_episodes(tok, [episode], max_tokens=256, max_turns=2)
   assert np.asarray(cut.turn_mask).sum() == 2 and not np.asarray(cut.dones).any()
   n = int(np.asarray(cut.attention_mask).sum())
   np.testing.assert_array_equal(cut.tokens[0, :n], full.tokens[0, :n])

@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from agentrl.algorithms.base import (DATA_KINDS, Algorithm, Models, TrainState, apply_gradients,
+from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients,
                                      nonfinite_losses, optimizer)
 
 # name -> (module, keyword arguments of its `make`).
 _ALGORITHMS: dict[str, tuple[str, dict[str, Any]]] = {
     "bc": ("bc", {}),
-    "filtered_bc": ("bc", {"data": "filtered", "name": "filtered_bc", "filtered": True}),
+    "filtered_bc": ("bc", {"online": True, "name": "filtered_bc", "filtered": True}),
     "filtered_bc_offline": ("bc", {"name": "filtered_bc_offline", "filtered": True}),
     "ppo": ("ppo", {}),
     "turn_ppo": ("ppo", {"turn_level": True, "name": "turn_ppo"}),
@@ -49,5 +49,5 @@ def make(name: str, config, models: Models) -> Algorithm:
   return importlib.import_module(f"agentrl.algorithms.{module}").make(config, models, **kwargs)
 
 
-__all__ = ["DATA_KINDS", "Algorithm", "Models", "TrainState", "apply_gradients", "make", "names",
+__all__ = ["Algorithm", "Models", "TrainState", "apply_gradients", "make", "names",
            "nonfinite_losses", "optimizer"]

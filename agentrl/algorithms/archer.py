@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from agentrl import policy, sampling as sampling_lib, value_losses
+from agentrl import policy, sampling as sampling_lib, sources, value_losses
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
                                      optimizer)
 from agentrl.models import heads
@@ -280,8 +280,9 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
       return dataclasses.replace(lm_policy, params=state.params["policy"], generate_fn=generate,
                                  context_tokens=state_tokens)
 
-  return Algorithm(name=name, data="replay", init=init, update=jit_update(update),
-                   sample=lambda buffer, rng: sample_batch(buffer, rng, config),
+  source = sources.Replay(int(config.state_tokens), int(config.action_tokens),
+                          sample=lambda buffer, rng: sample_batch(buffer, rng, config))
+  return Algorithm(name=name, source=source, init=init, update=jit_update(update),
                    acting_policy=acting_policy)
 
 

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from agentrl import policy, value_losses
+from agentrl import policy, sources, value_losses
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
                                      optimizer)
 from agentrl.models import heads
@@ -194,4 +194,5 @@ def make(config, models: Models, *, name: str = "archer_offline") -> Algorithm:
                           frozen={**state.frozen, "target_critic": target})
     return state, metrics
 
-  return Algorithm(name=name, data="offline", init=init, update=jit_update(update))
+  return Algorithm(name=name, source=sources.Offline(config.get("batch_size")), init=init,
+                   update=jit_update(update))

@@ -9,11 +9,11 @@ update is one jitted, donated step composed from the pure losses and estimators:
   state = algo.init(jax.random.key(0))
   state, metrics = algo.update(state, batch, rng)        # `state` is donated: use the new one
 
-`Algorithm.data` tells the trainer what `batch` is:
-  "rollout"  a fresh on-policy `TrajectoryBatch` from `agentrl.rollout` (PPO, GRPO, ...);
-  "replay"   a dict of utterance transitions sampled from `agentrl.replay` (ArCHer, CHAI);
-  "offline"  a `TrajectoryBatch` from an offline dataset (BC, ILQL, MC returns, ...);
-  "filtered" a `TrajectoryBatch` of the best trajectories seen so far (online filtered BC).
+`Algorithm.source` declares where `batch` comes from (`agentrl.sources`):
+  `Rollout()`   a fresh on-policy `TrajectoryBatch` from `agentrl.rollout` (PPO, GRPO, ...);
+  `Replay(...)` a dict of utterance transitions sampled from a replay buffer (ArCHer, CHAI);
+  `Offline(...)` a `TrajectoryBatch` from an offline dataset (BC, ILQL, MC returns, ...);
+  `Filtered(...)` a `TrajectoryBatch` of the best trajectories seen so far (online filtered BC).
 
 Non-finite guard. `apply_gradients` applies an optimizer step only if the loss and every
 gradient are finite; otherwise it keeps the old parameters and optimizer state and raises a
@@ -32,14 +32,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from agentrl import sources
 from agentrl.models.decoder import DecoderConfig
 from agentrl.sampling import SamplingConfig
 
 Array = jax.Array
 Metrics = dict[str, Array]
-
-DATA_KINDS = ("rollout", "replay", "offline", "filtered")
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -84,25 +82,17 @@ class Algorithm:
   """An initialised algorithm: `init(rng) -> TrainState`, jitted donated `update`."""
 
   name: str
-  data: str
+  #: Where the update's batches come from (`agentrl.sources.Rollout()`, `Replay(...)`, ...).
+  source: sources.Spec
   init: Callable[[Array], TrainState]
   update: Callable[[TrainState, Any, Array], tuple[TrainState, Metrics]]
-  #: data == "replay": draws one update's batch from the replay buffer, `(buffer, np_rng)`.
-  sample: Callable[[Any, Any], Any] | None = None
   #: The policy that acts (rollouts, evaluation) given the train state and the plain
   #: `rollout.LMPolicy` of the same sampling settings; None: that LM with
   #: `state.params["policy"]`. CHAI returns its best-of-k decoder, ILQL its Q-guided one.
   acting_policy: Callable[[TrainState, Any], Any] | None = None
-  #: data == "offline": keeps part of the dataset's episodes (offline filtered BC).
-  episode_filter: Callable[[list], list] | None = None
   #: Width L of `batch.answer_tokens` the rollout must record (`rollout(answer_length=L)`):
   #: > 0 for information-gain credit (IGPO, A²TGPO), else 0.
   answer_length: int = 0
-
-  def __post_init__(self):
-    if self.data not in DATA_KINDS:
-      raise ValueError(f"Algorithm {self.name!r}: data={self.data!r}, expected one of "
-                       f"{DATA_KINDS}")
 
 
 def optimizer(config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = ""

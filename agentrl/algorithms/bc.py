@@ -6,9 +6,9 @@ log-likelihood of the tokens the agent produced in the data, observation tokens 
 dataset episodes.
 
 Filtered BC (ArCHer's and LMRL-Gym's baseline) is the same loss on the best trajectories only:
-`filtered_bc` online (data "filtered": the top `top_fraction` by return of every trajectory
+`filtered_bc` online (`sources.Filtered`: the top `top_fraction` by return of every trajectory
 collected so far, re-selected each iteration), `filtered_bc_offline` on the top `top_fraction`
-of the offline dataset's episodes (`episode_filter`).
+of the offline dataset's episodes (`sources.Offline`'s `episode_filter`).
 
 Config (`config.algorithm`):
   lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
@@ -20,22 +20,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-from agentrl import losses, policy
+from agentrl import losses, policy, sources
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
                                      optimizer)
 from agentrl.types import TrajectoryBatch
 
 
-def top_fraction_mask(returns, top_fraction: float) -> np.ndarray:
-  """bool[n]: the best ⌈top_fraction · n⌉ of n returns (`losses.filtered_bc_mask`)."""
-  returns = jnp.asarray(np.asarray(returns, np.float32))
-  return np.asarray(losses.filtered_bc_mask(returns, jnp.ones(returns.shape, bool),
-                                            top_fraction=float(top_fraction)))
-
-
-def make(config, models: Models, *, data: str = "offline", name: str = "bc",
+def make(config, models: Models, *, online: bool = False, name: str = "bc",
          filtered: bool = False) -> Algorithm:
   tx = optimizer(config)
   top_fraction = float(config.get("top_fraction", 0.1))
@@ -67,8 +58,11 @@ def make(config, models: Models, *, data: str = "offline", name: str = "bc",
 
   def episode_filter(episodes):
     """The best `top_fraction` of `episodes` by return."""
-    keep = top_fraction_mask([e.episode_return for e in episodes], top_fraction)
+    keep = sources.top_fraction_mask([e.episode_return for e in episodes], top_fraction)
     return [e for e, k in zip(episodes, keep) if k]
 
-  return Algorithm(name=name, data=data, init=init, update=jit_update(update),
-                   episode_filter=episode_filter if filtered and data == "offline" else None)
+  if online:
+    source = sources.Filtered(config.get("batch_size"), top_fraction)
+  else:
+    source = sources.Offline(config.get("batch_size"), episode_filter if filtered else None)
+  return Algorithm(name=name, source=source, init=init, update=jit_update(update))

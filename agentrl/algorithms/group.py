@@ -105,7 +105,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from agentrl import advantages, credit, losses, policy
+from agentrl import advantages, credit, losses, policy, sources
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
                                      optimizer)
 from agentrl.types import TrajectoryBatch
@@ -479,5 +479,5 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
                           opt_states={**state.opt_states, "policy": opt_state})
     return state, metrics
 
-  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update),
+  return Algorithm(name=name, source=sources.Rollout(), init=init, update=jit_update(update),
                    answer_length=answer_length)

@@ -80,7 +80,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentrl import advantages, hiper, losses, policy
+from agentrl import advantages, hiper, losses, policy, sources
 from agentrl.algorithms.base import Algorithm, Models, TrainState, jit_update, optimizer
 from agentrl.algorithms import ppo
 from agentrl.envs import hierarchical
@@ -474,4 +474,5 @@ def make(config, models: Models, *, name: str = "hiper") -> Algorithm:
 
   update = ppo.epochs_update(s, policy_tx, value_tx, name=name, prepare_fn=prepare,
                              loss_fn=minibatch_loss)
-  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))
+  return Algorithm(name=name, source=sources.Rollout(), init=init,
+                   update=jit_update(update))

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from agentrl import losses, policy, value_losses
+from agentrl import losses, policy, sources, value_losses
 from agentrl.algorithms import value_decoding as vd
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
                                      optimizer)
@@ -178,7 +178,8 @@ def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueH
 
     return dataclasses.replace(lm_policy, params=state.params["policy"], generate_fn=generate)
 
-  return Algorithm(name=name, data="offline", init=init, update=jit_update(update),
+  return Algorithm(name=name, source=sources.Offline(config.get("batch_size")), init=init,
+                   update=jit_update(update),
                    acting_policy=acting_policy)
 
 

@@ -67,7 +67,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from agentrl import advantages, losses, policy
+from agentrl import advantages, losses, policy, sources
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
                                      optimizer)
 from agentrl.models import heads
@@ -358,4 +358,4 @@ def make(config, models: Models, *, turn_level: bool = False, name: str = "ppo")
 
   update = epochs_update(s, policy_tx, value_tx, name=name, prepare_fn=prepare,
                          loss_fn=minibatch_loss)
-  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))
+  return Algorithm(name=name, source=sources.Rollout(), init=init, update=jit_update(update))

@@ -43,7 +43,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from agentrl import advantages, credit, losses
+from agentrl import advantages, credit, losses, sources
 from agentrl.algorithms.base import Algorithm, Models, TrainState, jit_update, optimizer
 from agentrl.algorithms.group import episode_returns, init_state, policy_gradient_update
 from agentrl.types import TrajectoryBatch
@@ -116,4 +116,4 @@ def make(config, models: Models, *, name: str = "self_play") -> Algorithm:
                           frozen={**state.frozen, "role_baselines": baselines})
     return state, out
 
-  return Algorithm(name=name, data="rollout", init=init, update=jit_update(update))
+  return Algorithm(name=name, source=sources.Rollout(), init=init, update=jit_update(update))

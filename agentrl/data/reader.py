@@ -6,7 +6,7 @@
     ...                                                             # numpy TrajectoryBatch
 
 Reading goes through TFDS's ArrayRecord data source (`builder.as_data_source()`), which
-needs neither TensorFlow nor tf.data. Batches are built by `agentrl.rollout.encode_episodes`,
+needs neither TensorFlow nor tf.data. Batches are built by `agentrl.encoding.encode_episodes`,
 so offline and online batches share one encoding (chat template, truncation, reward
 placement).
 """
@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from agentrl import encoding
 from agentrl.data import episodes_builder
 from agentrl.envs.base import Episode
 from agentrl.types import TrajectoryBatch
@@ -97,8 +98,6 @@ def trajectory_batches(episodes: Sequence[Episode], tokenizer, *, batch_size: in
     drop_remainder: Drop each epoch's last partial batch (so every batch has `batch_size`
       rows); otherwise it is yielded smaller.
   """
-  from agentrl import rollout  # pylint: disable=g-import-not-at-top  (imports the models)
-
   n = len(episodes)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -113,6 +112,6 @@ def trajectory_batches(episodes: Sequence[Episode], tokenizer, *, batch_size: in
     stop = n - n % batch_size if drop_remainder else n
     for start in range(0, stop, batch_size):
       chunk = [episodes[int(i)] for i in order[start:start + batch_size]]
-      yield rollout.encode_episodes(tokenizer, chunk, max_tokens=max_tokens,
-                                    max_turns=max_turns)
+      yield encoding.encode_episodes(tokenizer, chunk, max_tokens=max_tokens,
+                                     max_turns=max_turns)
     epoch += 1
