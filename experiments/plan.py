@@ -258,44 +258,6 @@ def abstract_state(name: str, config, models):
   return jax.eval_shape(init, models.policy_params, jax.random.key(0))
 
 
-def _dict_path(path) -> tuple[str, ...]:
-  """The dict keys of a key path: what a parameter and its Adam moments have in common."""
-  return tuple(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
-
-
-def state_shardings(state, policy_boxed, mesh):
-  """NamedShardings for every leaf of an abstract TrainState (same structure).
-
-  Sources: the policy's boxed init, and every boxed tree under `state.params` (the critic,
-  the value head), through `parallel.logical_shardings`. A state leaf whose dict-key path
-  ends with a source parameter's path and has its shape takes that parameter's sharding (the
-  longest such path wins): the parameter itself, its Adam moments, its frozen copies. Every
-  other leaf (step counters, Adam's counts) is replicated.
-  """
-  is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)  # noqa: E731
-  trees = [policy_boxed] + [tree for tree in state.params.values()
-                            if any(map(is_box, jax.tree.leaves(tree, is_leaf=is_box)))]
-  by_last: dict[str, list] = {}
-  for tree in trees:
-    shardings = parallel.logical_shardings(tree, mesh)
-    for (path, leaf), sharding in zip(
-        jax.tree_util.tree_flatten_with_path(nn.meta.unbox(tree))[0],
-        jax.tree.leaves(shardings)):
-      key = _dict_path(path)
-      by_last.setdefault(key[-1], []).append((key, tuple(leaf.shape), sharding))
-  replicated = parallel.replicated(mesh)
-
-  def pick(path, leaf):
-    key, best = _dict_path(path), None
-    for source, shape, sharding in by_last.get(key[-1] if key else "", ()):
-      if (key[len(key) - len(source):] == source and shape == tuple(leaf.shape)
-          and (best is None or len(source) > len(best[0]))):
-        best = (source, sharding)
-    return best[1] if best else replicated
-
-  return jax.tree_util.tree_map_with_path(pick, state)
-
-
 def abstract_batch(spec: Spec, config, mesh):
   """The update's batch as ShapeDtypeStructs split over ("data", "fsdp")."""
   if spec.algorithm == "archer":
@@ -366,7 +328,8 @@ def run(spec: Spec, *, compile_update: bool = True) -> dict[str, Any]:
   models, policy_boxed = abstract_models(spec)
   state = abstract_state(spec.algorithm, config, models)
   try:
-    shardings = state_shardings(state, policy_boxed, mesh)
+    # The trainer's own layout (`experiment.Layout` -> `parallel.state_shardings`).
+    shardings = parallel.state_shardings(state, mesh, logical={"policy": policy_boxed})
   except ValueError as e:
     raise PlanError(f"--mesh={spec.mesh!r} does not fit --model={spec.model!r}: {e}") from None
   sbytes = state_bytes(state, shardings)
