@@ -58,7 +58,7 @@ import optax
 
 from agentrl import policy, sampling as sampling_lib, sources, value_losses
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer)
+                                     optimizer, reduce_metrics)
 from agentrl.models import heads
 from agentrl.models.encoder import EncoderConfig
 from agentrl.models.utterance_critic import (UtteranceCritic, init_critic_params,
@@ -225,7 +225,7 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
       (params, opts, _, _), metrics = jax.lax.scan(
           actor_step, (params, opts, critic_params, actor_rng),
           {"actor_state": batch["actor_state"], "actor_state_mask": batch["actor_state_mask"]})
-      return params, opts, _reduce(metrics, "actor")
+      return params, opts, reduce_metrics(metrics, "actor")
 
     def skip_actor(operand):
       params, opts = operand
@@ -241,7 +241,7 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
           active, run_actor, skip_actor, (actor_params, actor_opts))
     params = {**actor_params, "critic": critic_params}
     opt_states = {**actor_opts, "critic": critic_opt}
-    metrics = {**_reduce(critic_metrics, "critic"), **actor_metrics,
+    metrics = {**reduce_metrics(critic_metrics, "critic"), **actor_metrics,
                "actor/active": active.astype(jnp.float32)}
     return state.replace(step=state.step + 1, params=params, opt_states=opt_states,
                          frozen={**state.frozen, "target_critic": target}), metrics
@@ -284,19 +284,6 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
                           sample=lambda buffer, rng: sample_batch(buffer, rng, config))
   return Algorithm(name=name, source=source, init=init, update=jit_update(update),
                    acting_policy=acting_policy)
-
-
-def _reduce(metrics, prefix: str):
-  """Scan-stacked step metrics -> scalars: a skipped step anywhere counts (max), else mean."""
-  out = {}
-  for key, value in metrics.items():
-    if key.startswith("nonfinite/"):
-      out[key] = jnp.max(value)
-    elif key.startswith("grad_norm/"):
-      out[key] = jnp.mean(value)
-    else:
-      out[f"{prefix}/{key}"] = jnp.mean(value)
-  return out
 
 
 def sample_batch(buffer, rng: np.random.Generator, config) -> dict[str, np.ndarray]:

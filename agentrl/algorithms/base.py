@@ -24,7 +24,8 @@ loss, and saves the (unchanged) state for inspection.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+import functools
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax
 import jax
@@ -149,3 +150,124 @@ def nonfinite_losses(metrics: Mapping[str, Any]) -> list[str]:
 def jit_update(update: Callable) -> Callable:
   """Jits an update with its state donated (argument 0)."""
   return jax.jit(update, donate_argnums=0)
+
+
+# --------------------------------------------------------------------------- the update loop
+
+
+class Term(NamedTuple):
+  """One weighted term of an objective, `coef · loss`, with the loss's weight (tokens, rows or
+  turns that it averages over: `losses.aggregate`'s `loss_weight`) kept beside it, so that
+  micro-batches accumulate it exactly."""
+
+  coef: Any
+  loss: Array
+  loss_weight: Array
+
+
+def term(coef, loss_and_metrics: tuple[Array, Mapping[str, Array]]) -> Term:
+  """The `Term` of a pure loss's `(loss, metrics)` (its metrics hold `loss_weight`)."""
+  loss, m = loss_and_metrics
+  return Term(coef, loss, m["loss_weight"])
+
+
+def _safe_div(num: Array, den: Array) -> Array:
+  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+
+def objective_and_grad(loss_fn: Callable, *, micro_batch_size: int | None = None,
+                       argnums: int | tuple[int, ...] = 0) -> Callable:
+  """`f(*args, mb) -> ((total, losses, metrics), grads)` for `loss_fn(*args, mb) -> (terms,
+  metrics)`, where `terms` maps a name to a `Term` and total = Σ coef · loss.
+
+  With `micro_batch_size` m (dividing the rows of `mb`), the gradient is accumulated over
+  micro-batches of m rows and divided once: each term's weight W over the whole minibatch is
+  read first (from `loss_fn` on the minibatch; only the weights are used, so XLA drops the
+  forward pass there), then every micro-batch contributes ∇ Σ coef · loss_m · w_m / W, its
+  loss times its own weight being the loss's sum over its rows. This equals the
+  full-minibatch gradient whenever the terms' sums and weights add up over rows, as
+  `losses.aggregate`'s do in every mode. Memory holds one micro-batch's
+  activations. `losses` holds each term's loss on the minibatch; `metrics` are the means of
+  `loss_fn`'s metrics over micro-batches.
+  """
+  def total_of(terms, norms=None):
+    parts = [t.coef * (t.loss if norms is None else _safe_div(t.loss * t.loss_weight, norms[k]))
+             for k, t in terms.items()]
+    return functools.reduce(lambda a, b: a + b, parts)
+
+  def full(*args):
+    terms, metrics = loss_fn(*args)
+    losses = {k: t.loss for k, t in terms.items()}
+    return total_of(terms), (losses, metrics)
+
+  full_grad = jax.value_and_grad(full, argnums=argnums, has_aux=True)
+
+  def f(*args):
+    *params, mb = args
+    rows = jax.tree.leaves(mb)[0].shape[0]
+    if not micro_batch_size or micro_batch_size >= rows:
+      (total, (losses, metrics)), grads = full_grad(*args)
+      return (total, losses, metrics), grads
+    if rows % micro_batch_size:
+      raise ValueError(f"micro_batch_size={micro_batch_size} does not divide the {rows} rows "
+                       "of a minibatch.")
+    norms = jax.lax.stop_gradient(
+        {k: t.loss_weight for k, t in loss_fn(*params, mb)[0].items()})
+
+    def micro(*a):
+      terms, metrics = loss_fn(*a)
+      sums = {k: _safe_div(t.loss * t.loss_weight, norms[k]) for k, t in terms.items()}
+      return total_of(terms, norms), (sums, metrics)
+
+    micro_grad = jax.value_and_grad(micro, argnums=argnums, has_aux=True)
+    n = rows // micro_batch_size
+    chunks = jax.tree.map(lambda x: x.reshape((n, micro_batch_size) + x.shape[1:]), mb)
+
+    def body(acc, chunk):
+      (total, (sums, metrics)), grads = micro_grad(*params, chunk)
+      return jax.tree.map(jnp.add, acc, (total, sums, grads)), metrics
+
+    (total, (sums, _)), grads = jax.eval_shape(micro_grad, *params,
+                                                jax.tree.map(lambda x: x[0], chunks))
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (total, sums, grads))
+    (total, losses, grads), metrics = jax.lax.scan(body, zeros, chunks)
+    return (total, losses, jax.tree.map(lambda v: jnp.mean(v, 0), metrics)), grads
+
+  return f
+
+
+def reduce_metrics(steps: Mapping[str, Array], prefix: str | None = None) -> dict[str, Array]:
+  """Stacked per-step metrics -> scalars: a skipped step anywhere counts (`nonfinite/`: max),
+  everything else is the mean over steps. With `prefix`, every key but the `nonfinite/` and
+  `grad_norm/` guards is logged as `<prefix>/<key>`."""
+  out = {}
+  for key, value in steps.items():
+    guard = key.startswith(("nonfinite/", "grad_norm/"))
+    name = key if guard or prefix is None else f"{prefix}/{key}"
+    out[name] = jnp.max(value) if key.startswith("nonfinite/") else jnp.mean(value)
+  return out
+
+
+def epochs_scan(step: Callable, carry, data, rng: Array, *, epochs: int, minibatches: int,
+                shuffle: bool = True, name: str = "update"):
+  """`epochs` passes over `data` (a pytree of [rows, ...] arrays) in `minibatches` equal row
+  slices, each `step(carry, minibatch) -> (carry, metrics)`; the rows are permuted per epoch
+  (with `rng` split per epoch) when `shuffle` and `minibatches` > 1. Returns (carry, metrics
+  stacked [epochs, minibatches])."""
+  rows = jax.tree.leaves(data)[0].shape[0]
+  if epochs < 1 or minibatches < 1:
+    raise ValueError(f"{name}: epochs={epochs} and minibatches={minibatches} must be >= 1.")
+  if rows % minibatches:
+    raise ValueError(f"{name}: batch size {rows} is not divisible by "
+                     f"minibatches={minibatches}.")
+  size = rows // minibatches
+
+  def epoch(carry, key):
+    d = data
+    if shuffle and minibatches > 1:
+      perm = jax.random.permutation(key, rows)
+      d = jax.tree.map(lambda x: x[perm], d)
+    d = jax.tree.map(lambda x: x.reshape((minibatches, size) + x.shape[1:]), d)
+    return jax.lax.scan(step, carry, d)
+
+  return jax.lax.scan(epoch, carry, jax.random.split(rng, epochs))

@@ -14,6 +14,8 @@ Config (`config.algorithm`):
   lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
   aggregation                                     "token-mean" (default) or a sequence mode
   top_fraction (0.1)                              filtered variants: the share kept
+  micro_batch_size (0)                            rows per gradient micro-batch (accumulated
+                                                  exactly); 0: the whole batch
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from agentrl import losses, policy, sources
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer)
+                                     objective_and_grad, optimizer, term)
 from agentrl.types import TrajectoryBatch
 
 
@@ -31,6 +33,7 @@ def make(config, models: Models, *, online: bool = False, name: str = "bc",
   tx = optimizer(config)
   top_fraction = float(config.get("top_fraction", 0.1))
   aggregation = config.get("aggregation", "token-mean")
+  micro_batch_size = int(config.get("micro_batch_size", 0) or 0)
 
   def init(rng):
     del rng
@@ -43,12 +46,13 @@ def make(config, models: Models, *, online: bool = False, name: str = "bc",
                           batch.attention_mask)
     loss, metrics = losses.bc_loss(out.logprobs, batch.action_mask & batch.attention_mask,
                                    aggregation=aggregation, max_tokens=batch.tokens.shape[1])
-    return loss, metrics
+    return {"bc": term(1.0, (loss, metrics))}, metrics
+
+  grad_fn = objective_and_grad(loss_fn, micro_batch_size=micro_batch_size)
 
   def update(state: TrainState, batch: TrajectoryBatch, rng):
     del rng
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params["policy"], batch)
+    (loss, _, metrics), grads = grad_fn(state.params["policy"], batch)
     params, opt_state, guard = apply_gradients(tx, state.params["policy"],
                                                state.opt_states["policy"], grads, loss,
                                                name="bc_loss")

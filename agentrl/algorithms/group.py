@@ -91,6 +91,8 @@ Config (`config.algorithm`):
   clip_eps (0.2), clip_high (None = clip_eps), dual_clip (None)   the PPO clip
   epochs (1), minibatches (1)   passes over the batch and equal row slices per pass (rows are
                         shuffled per epoch when minibatches > 1; B must divide evenly)
+  micro_batch_size (0)  rows per gradient micro-batch, accumulated exactly into one optimizer
+                        step per minibatch (memory of one micro-batch); 0: the whole minibatch
   kl_coef (0.0), kl_estimator ("k3"), kl_clamp (None)   KL to the frozen reference policy
   entropy_coef (0.0)    weight of an entropy bonus (−H of `policy.evaluate`, aggregated)
   temperature           the sampler's temperature used for the log-probs (default: the
@@ -106,8 +108,9 @@ import jax
 import jax.numpy as jnp
 
 from agentrl import advantages, credit, losses, policy, sources
-from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer)
+from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, apply_gradients,
+                                     epochs_scan, jit_update, objective_and_grad, optimizer,
+                                     reduce_metrics, term)
 from agentrl.types import TrajectoryBatch
 
 Array = jax.Array
@@ -285,10 +288,12 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
 
   Returns `step(state, batch, token_advantages, rng, clip_scale=None, keep_rows=None) ->
   (params, opt_state, metrics)`, to be called inside a jitted update (`clip_scale` [B, T]
-  multiplies the clip range token by token; rows where `keep_rows` [B] is false get no loss): `epochs` passes of `minibatches` equal row slices, each one
+  multiplies the clip range token by token; rows where `keep_rows` [B] is false get no
+  loss): `epochs` passes of `minibatches` equal row slices (`base.epochs_scan`), each one
   optimizer step on the clipped surrogate (+ kl_coef · KL to `state.frozen["reference"]`
-  − entropy_coef · entropy). Metrics are averaged over the steps; `nonfinite/<name>_loss` is
-  the maximum (raised if any step was skipped).
+  − entropy_coef · entropy), its gradient accumulated over micro-batches of
+  `micro_batch_size` rows when set (`base.objective_and_grad`). Metrics are averaged over
+  the steps; `nonfinite/<name>_loss` is the maximum (raised if any step was skipped).
   """
   epochs = int(config.get("epochs", 1))
   minibatches = int(config.get("minibatches", 1))
@@ -301,6 +306,7 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
   entropy_coef = float(config.get("entropy_coef", 0.0))
   max_tokens = config.get("max_tokens", None)
   temperature = float(config.get("temperature", models.sampling.temperature or 1.0))
+  micro_batch_size = int(config.get("micro_batch_size", 0) or 0)
   if epochs < 1 or minibatches < 1:
     raise ValueError(f"{name}: epochs={epochs} and minibatches={minibatches} must be >= 1.")
   loss_name = f"{name}_loss"
@@ -316,35 +322,33 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
       high = None if clip_high is None else clip_high * mb["clip_scale"]
     pg, pgm = losses.ppo_clip_loss(out.logprobs, mb["behaviour"], mb["advantages"], mb["mask"],
                                    clip_low=low, clip_high=high, dual_clip=dual_clip, **kw)
-    total = pg
+    terms = {"pg": term(1.0, (pg, pgm))}
     metrics = {"pg_loss": pg, "clip_fraction": pgm["clip_fraction"],
                "approx_kl": pgm["approx_kl"], "ratio_mean": pgm["ratio_mean"]}
     if kl_coef:
       kl, klm = losses.kl_loss(out.logprobs, mb["reference"], mb["mask"], estimator=kl_estimator,
                                clamp=kl_clamp, **kw)
-      total = total + kl_coef * kl
+      terms["kl"] = term(kl_coef, (kl, klm))
       metrics.update(kl_loss=kl, kl=klm["kl"])
     if entropy_coef:
       # −H aggregated like `losses.entropy_loss`, from the entropies `evaluate` already has.
-      neg_entropy, _, _ = losses.aggregate(-out.entropy, mb["mask"], mode=aggregation,
-                                           max_tokens=max_tokens)
-      total = total + entropy_coef * neg_entropy
-      metrics["entropy"] = -neg_entropy
-    metrics["loss"] = total
-    return total, metrics
+      neg_entropy = losses.aggregate(-out.entropy, mb["mask"], mode=aggregation,
+                                     max_tokens=max_tokens)
+      terms["entropy"] = Term(entropy_coef, neg_entropy[0], neg_entropy[2])
+      metrics["entropy"] = -neg_entropy[0]
+    return terms, metrics
+
+  grad_fn = objective_and_grad(loss_fn, micro_batch_size=micro_batch_size)
 
   def minibatch_step(carry, mb):
     params, opt_state = carry
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
+    (loss, _, metrics), grads = grad_fn(params, mb)
     params, opt_state, guard = apply_gradients(tx, params, opt_state, grads, loss,
                                                name=loss_name)
-    return (params, opt_state), {**metrics, **guard}
+    return (params, opt_state), {**metrics, "loss": loss, **guard}
 
   def step(state: TrainState, batch: TrajectoryBatch, token_advantages: Array, rng: Array,
            clip_scale: Array | None = None, keep_rows: Array | None = None):
-    b = batch.tokens.shape[0]
-    if b % minibatches:
-      raise ValueError(f"{name}: batch size {b} is not divisible by minibatches={minibatches}.")
     mask = batch.action_mask.astype(bool) & batch.attention_mask.astype(bool)
     if keep_rows is not None:
       mask = credit.over_turn_mask(mask, ~keep_rows)
@@ -358,21 +362,10 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
                             batch.attention_mask, temperature=temperature)
       data["reference"] = jax.lax.stop_gradient(ref.logprobs)
 
-    def epoch(carry, key):
-      d = data
-      if minibatches > 1:
-        perm = jax.random.permutation(key, b)
-        d = jax.tree.map(lambda x: x[perm], d)
-      d = jax.tree.map(lambda x: x.reshape(minibatches, b // minibatches, *x.shape[1:]), d)
-      return jax.lax.scan(minibatch_step, carry, d)
-
-    (params, opt_state), metrics = jax.lax.scan(
-        epoch, (state.params["policy"], state.opt_states["policy"]),
-        jax.random.split(rng, epochs))
-    out = {}
-    for key, value in metrics.items():
-      out[key] = jnp.max(value) if key.startswith("nonfinite/") else jnp.mean(value)
-    return params, opt_state, out
+    (params, opt_state), metrics = epochs_scan(
+        minibatch_step, (state.params["policy"], state.opt_states["policy"]), data, rng,
+        epochs=epochs, minibatches=minibatches, name=name)
+    return params, opt_state, reduce_metrics(metrics)
 
   return step
 

@@ -81,7 +81,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentrl import advantages, hiper, losses, policy, sources
-from agentrl.algorithms.base import Algorithm, Models, TrainState, jit_update, optimizer
+from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, jit_update, optimizer,
+                                     term)
 from agentrl.algorithms import ppo
 from agentrl.envs import hierarchical
 from agentrl.models import heads
@@ -304,6 +305,7 @@ class Settings:
   shuffle: bool = True
   whiten: bool = True
   shared_trunk: bool = False
+  micro_batch_size: int = 0
 
 
 def settings(config, models: Models) -> Settings:
@@ -333,7 +335,8 @@ def settings(config, models: Models) -> Settings:
       value_coef=float(g("value_coef", 1.0)), entropy_coef=float(g("entropy_coef", 0.0)),
       epochs=int(g("epochs", 1)), minibatches=int(g("minibatches", 1)),
       shuffle=bool(g("shuffle", True)), whiten=bool(g("whiten", True)),
-      shared_trunk=bool(g("shared_trunk", False)))
+      shared_trunk=bool(g("shared_trunk", False)),
+      micro_batch_size=int(g("micro_batch_size", 0) or 0))
   if s.keep_penalty_mode not in KEEP_PENALTY_MODES:
     raise ValueError(f"hiper: keep_penalty_mode={s.keep_penalty_mode!r}; valid: "
                      f"{', '.join(KEEP_PENALTY_MODES)}.")
@@ -424,10 +427,11 @@ def prepare(policy_params, critic_params, ref_params, batch: TrajectoryBatch, s:
 
 
 def minibatch_loss(policy_params, critic_params, data: dict[str, Array], s: Settings
-                   ) -> tuple[Array, dict[str, Any]]:
+                   ) -> tuple[dict[str, Term], dict[str, Any]]:
   """Policy surrogate + kl_coef·KL − entropy_coef·entropy + value_coef·(three value losses).
 
-  Returns `(total, aux)`; aux holds `value_loss` (differentiable) and `metrics`.
+  Returns `(terms, metrics)`: the `Term`s "pg", "kl", "entropy" and "value_<head>" (see
+  `base.objective_and_grad`) and the minibatch's metrics.
   """
   out = _evaluate(policy_params, s, data)
   hidden = out.hidden if s.shared_trunk else jax.lax.stop_gradient(out.hidden)
@@ -435,26 +439,26 @@ def minibatch_loss(policy_params, critic_params, data: dict[str, Array], s: Sett
   mask = data["policy_mask"]
   pg, pgm = losses.ppo_clip_loss(out.logprobs, data["behaviour_logprobs"], data["advantages"],
                                  mask, clip_low=s.clip_eps)
-  total = pg
+  terms = {"pg": term(1.0, (pg, pgm))}
   metrics = {"pg_loss": pg, "approx_kl": pgm["approx_kl"], "clip_fraction": pgm["clip_fraction"],
              "ratio_mean": pgm["ratio_mean"]}
   if s.kl_coef:
     kl, klm = losses.kl_loss(out.logprobs, data["reference_logprobs"], data["action_mask"],
                              estimator=s.kl_estimator, clamp=s.kl_clamp)
-    total = total + s.kl_coef * kl
+    terms["kl"] = term(s.kl_coef, (kl, klm))
     metrics["kl_ref"] = klm["kl"]
-  neg_entropy, _, _ = losses.aggregate(-out.entropy, data["action_mask"], mode="token-mean")
-  total = total + s.entropy_coef * neg_entropy
+  neg_entropy = losses.aggregate(-out.entropy, data["action_mask"], mode="token-mean")
+  terms["entropy"] = Term(s.entropy_coef, neg_entropy[0], neg_entropy[2])
   value_loss = 0.0
   for k, v in values.items():
     vf, vfm = losses.clipped_value_loss(v, data[f"old_{k}"], data[f"return_{k}"],
                                         data[f"value_mask_{k}"], clip=s.value_clip_eps)
+    terms[f"value_{k}"] = term(s.value_coef, (vf, vfm))
     value_loss = value_loss + vf
     metrics.update({f"value_loss_{k}": vf, f"value_mean_{k}": vfm["value_mean"],
                     f"return_mean_{k}": vfm["return_mean"]})
-  total = total + s.value_coef * value_loss
-  metrics.update(value_loss=value_loss, entropy=-neg_entropy, loss=total)
-  return total, {"value_loss": value_loss, "metrics": jax.lax.stop_gradient(metrics)}
+  metrics.update(entropy=-neg_entropy[0])
+  return terms, jax.lax.stop_gradient(metrics)
 
 
 def make(config, models: Models, *, name: str = "hiper") -> Algorithm:

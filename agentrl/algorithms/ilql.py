@@ -41,7 +41,7 @@ Config (`config.algorithm`):
   head_dim (hidden size)   width of the heads' hidden layer
   train_trunk (False)      train the policy trunk by the value loss (see above)
   bc_weight (1.0)          BC loss weight on the trunk when train_trunk
-  epochs (1), num_minibatches (1)   optimizer steps per update: epochs × minibatches
+  epochs (1), minibatches (1)   optimizer steps per update: epochs × minibatches
   beta (4.0)               Q-guidance strength of `acting_policy` (evaluation)
 """
 
@@ -56,8 +56,8 @@ import optax
 
 from agentrl import losses, policy, sources, value_losses
 from agentrl.algorithms import value_decoding as vd
-from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer)
+from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients,
+                                     epochs_scan, jit_update, optimizer, reduce_metrics)
 from agentrl.types import TrajectoryBatch
 
 _sg = jax.lax.stop_gradient
@@ -95,7 +95,7 @@ def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueH
   train_trunk = bool(config.get("train_trunk", False))
   bc_weight = float(config.get("bc_weight", 1.0))
   epochs = int(config.get("epochs", 1))
-  num_minibatches = int(config.get("num_minibatches", 1))
+  minibatches = int(config.get("minibatches", 1))
 
   def init(rng):
     policy_params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.
@@ -150,21 +150,10 @@ def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueH
     return state, {**{f"{name}/{k}": v for k, v in metrics.items()}, **guard}
 
   def update(state: TrainState, batch: TrajectoryBatch, rng):
-    del rng
-    size = batch.tokens.shape[0]
-    if size % num_minibatches:
-      raise ValueError(f"{name}: batch size {size} is not divisible by num_minibatches="
-                       f"{num_minibatches}.")
-    mb = size // num_minibatches
-    all_metrics = []
-    for _ in range(epochs):
-      for i in range(num_minibatches):
-        part = jax.tree.map(lambda x, i=i: x[i * mb:(i + 1) * mb], batch)
-        state, metrics = step(state, part)
-        all_metrics.append(metrics)
-    metrics = {k: (jnp.max if k.startswith("nonfinite/") else jnp.mean)(
-        jnp.stack([m[k] for m in all_metrics])) for k in all_metrics[0]}
-    return state, metrics
+    # In order (no shuffle): each step also moves the Polyak target.
+    state, steps = epochs_scan(step, state, batch, rng, epochs=epochs, minibatches=minibatches,
+                               shuffle=False, name=name)
+    return state, reduce_metrics(steps)
 
   beta = float(config.get("beta", beta))
 

@@ -12,7 +12,7 @@ Offline: the batch is a `TrajectoryBatch` of dataset episodes. One Q head (MLP d
 network and no bootstrap: a truncated row's return is the rewards it contains.
 
 The trunk, the optimizer steps and the state follow `ilql.py` (`train_trunk`, `bc_weight`,
-`epochs`, `num_minibatches`; params {"policy", "value"}, no frozen target). Decoding:
+`epochs`, `minibatches`; params {"policy", "value"}, no frozen target). Decoding:
 `value_decoding.GuidedPolicy` with these heads samples from π_β·exp(β·Q) (the heads have no V;
 a per-state constant would not change the distribution anyway).
 
@@ -21,7 +21,7 @@ Config (`config.algorithm`):
   gamma (0.99)             discount per action token
   cql_weight (0.001)       weight of the CE term on the Q-logits (LMRL-Gym dialogue: 0.001)
   head_dim (hidden size)   width of the head's hidden layer
-  train_trunk (False), bc_weight (1.0), epochs (1), num_minibatches (1)   as in ilql.py
+  train_trunk (False), bc_weight (1.0), epochs (1), minibatches (1)   as in ilql.py
   beta (16.0)              Q-guidance strength of `acting_policy` (evaluation)
 """
 

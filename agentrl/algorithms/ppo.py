@@ -52,6 +52,8 @@ Config (`config.algorithm`):
   value_coef (1.0)               weight of the value loss
   entropy_coef (0.0)             weight of the entropy bonus
   epochs (4), minibatches (1)    optimisation passes and row slices per update
+  micro_batch_size (0)           rows per gradient micro-batch (accumulated exactly, one
+                                 optimizer step per minibatch); 0: the whole minibatch
   shuffle (True)                 permute the rows each epoch (minibatches > 1)
   whiten (True)                  global advantage whitening over the action tokens
   shared_trunk (False)           let the value loss train the policy trunk
@@ -68,8 +70,9 @@ import jax
 import jax.numpy as jnp
 
 from agentrl import advantages, losses, policy, sources
-from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer)
+from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, apply_gradients,
+                                     epochs_scan, jit_update, objective_and_grad, optimizer,
+                                     reduce_metrics, term)
 from agentrl.models import heads
 from agentrl.models.decoder import DecoderConfig
 from agentrl.types import TrajectoryBatch
@@ -158,6 +161,7 @@ class Settings:
   whiten: bool = True
   shared_trunk: bool = False
   token_gradient: bool = False
+  micro_batch_size: int = 0
 
 
 def settings(config, models: Models, *, turn_level: bool = False) -> Settings:
@@ -173,7 +177,8 @@ def settings(config, models: Models, *, turn_level: bool = False) -> Settings:
       entropy_coef=float(g("entropy_coef", 0.0)), epochs=int(g("epochs", 4)),
       minibatches=int(g("minibatches", 1)), shuffle=bool(g("shuffle", True)),
       whiten=bool(g("whiten", True)), shared_trunk=bool(g("shared_trunk", False)),
-      token_gradient=bool(g("token_gradient", False)))
+      token_gradient=bool(g("token_gradient", False)),
+      micro_batch_size=int(g("micro_batch_size", 0) or 0))
   if s.epochs < 1 or s.minibatches < 1:
     raise ValueError(f"ppo: epochs={s.epochs} and minibatches={s.minibatches} must be >= 1")
   return s
@@ -238,11 +243,11 @@ def prepare(policy_params, value_params, ref_params, batch: TrajectoryBatch, s: 
 
 
 def minibatch_loss(policy_params, value_params, data: dict[str, Array], s: Settings
-                   ) -> tuple[Array, dict[str, Array]]:
-  """Total loss of one minibatch: policy surrogate + value_coef·value loss − entropy bonus.
+                   ) -> tuple[dict[str, Term], dict[str, Array]]:
+  """The objective of one minibatch: policy surrogate + value_coef·value loss − entropy bonus.
 
-  Returns `(total, aux)`; aux holds `pg_loss`, `value_loss` (differentiable: gradients of it
-  alone can be taken) and `metrics`.
+  Returns `(terms, metrics)`: the `Term`s "pg", "value" and "entropy" (see
+  `base.objective_and_grad`) and the minibatch's metrics.
   """
   mask = _action_mask(data)
   out = _evaluate(policy_params, s, data)
@@ -261,15 +266,15 @@ def minibatch_loss(policy_params, value_params, data: dict[str, Array], s: Setti
                                           data["advantages"], mask, clip_low=s.clip_eps)
   vf, vf_metrics = losses.clipped_value_loss(values, data["old_values"], data["returns"],
                                              value_mask, clip=s.value_clip_eps)
-  neg_entropy, _, _ = losses.aggregate(-out.entropy, mask, mode="token-mean")
-  total = pg + s.value_coef * vf + s.entropy_coef * neg_entropy
-  metrics = {"pg_loss": pg, "value_loss": vf, "entropy": -neg_entropy, "loss": total,
+  neg_entropy = losses.aggregate(-out.entropy, mask, mode="token-mean")
+  terms = {"pg": term(1.0, (pg, pg_metrics)), "value": term(s.value_coef, (vf, vf_metrics)),
+           "entropy": Term(s.entropy_coef, neg_entropy[0], neg_entropy[2])}
+  metrics = {"pg_loss": pg, "value_loss": vf, "entropy": -neg_entropy[0],
              **{k: pg_metrics[k] for k in ("approx_kl", "clip_fraction", "ratio_mean")},
              **{k: vf_metrics[k] for k in ("vf_clip_fraction", "value_mean", "return_mean")}}
   if "turn_ratio_mean" in pg_metrics:
     metrics["turn_ratio_mean"] = pg_metrics["turn_ratio_mean"]
-  return total, {"pg_loss": pg, "value_loss": vf,
-                 "metrics": jax.lax.stop_gradient(metrics)}
+  return terms, jax.lax.stop_gradient(metrics)
 
 
 def value_optimizer_config(config) -> dict[str, Any]:
@@ -287,58 +292,48 @@ def epochs_update(s, policy_tx, value_tx, *, name: str, prepare_fn: Callable,
                   loss_fn: Callable) -> Callable:
   """The update of an actor-critic with its own value optimizer: `prepare_fn` once on the
   batch (advantages and targets under the current parameters), then `s.epochs` passes of
-  `s.minibatches` row slices (shuffled when `s.shuffle`), each a gradient step of `loss_fn`
-  on the policy and on the value parameters (PPO, Turn-PPO, HiPER).
+  `s.minibatches` row slices (shuffled when `s.shuffle`; `base.epochs_scan`), each a gradient
+  step of `loss_fn` on the policy and on the value parameters, accumulated over
+  micro-batches of `s.micro_batch_size` rows when set (PPO, Turn-PPO, HiPER).
 
   `prepare_fn(policy_params, value_params, reference_params, batch, s)` -> (data, metrics);
-  `loss_fn(policy_params, value_params, data, s)` -> (loss, aux) with `aux["value_loss"]`
-  and `aux["metrics"]` (holding `pg_loss` and `value_loss`). The reference parameters are
-  `state.frozen["reference"]`, or None where the state has none.
+  `loss_fn(policy_params, value_params, data, s)` -> (terms, metrics) with "pg" and the value
+  losses ("value", or one "value_<head>" each) among its `Term`s. The reference parameters are `state.frozen["reference"]`, or
+  None where the state has none.
   """
   loss_name = f"{name}_loss"
-  grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+  grad_fn = objective_and_grad(lambda p, v, mb: loss_fn(p, v, mb, s), argnums=(0, 1),
+                               micro_batch_size=s.micro_batch_size)
 
   def opt_step(carry, mb):
     params, opt_states = carry
-    (loss, aux), (g_policy, g_value) = grad_fn(params["policy"], params["value"], mb, s)
+    (loss, terms, metrics), (g_policy, g_value) = grad_fn(params["policy"], params["value"],
+                                                          mb)
     new_policy, policy_opt, guard_p = apply_gradients(
         policy_tx, params["policy"], opt_states["policy"], g_policy, loss, name=loss_name)
+    value_loss = sum(v for k, v in terms.items() if k.startswith("value"))
     new_value, value_opt, guard_v = apply_gradients(
-        value_tx, params["value"], opt_states["value"], g_value, aux["value_loss"],
+        value_tx, params["value"], opt_states["value"], g_value, value_loss,
         name="value_loss")
     carry = ({**params, "policy": new_policy, "value": new_value},
              {**opt_states, "policy": policy_opt, "value": value_opt})
-    return carry, {**aux["metrics"], **guard_p, **guard_v}
+    return carry, {**metrics, "loss": loss, "pg_loss": terms["pg"], "value_loss": value_loss,
+                   **guard_p, **guard_v}
 
   def update(state: TrainState, batch: TrajectoryBatch, rng):
-    b = batch.tokens.shape[0]
-    if b % s.minibatches:
-      raise ValueError(f"{name}: batch size {b} is not divisible by "
-                       f"minibatches={s.minibatches}")
-    size = b // s.minibatches
     data, prep_metrics = prepare_fn(state.params["policy"], state.params["value"],
                                     state.frozen.get("reference"), batch, s)
     data = jax.lax.stop_gradient(data)
-
-    def epoch(carry, key):
-      rows = data
-      if s.shuffle and s.minibatches > 1:
-        perm = jax.random.permutation(key, b)
-        rows = jax.tree.map(lambda x: x[perm], rows)
-      rows = jax.tree.map(lambda x: x.reshape((s.minibatches, size) + x.shape[1:]), rows)
-      return jax.lax.scan(opt_step, carry, rows)
-
-    keys = jax.random.split(rng, s.epochs)
-    (params, opt_states), steps = jax.lax.scan(epoch, (state.params, state.opt_states), keys)
-    metrics = {k: (jnp.max(v) if k.startswith("nonfinite/") else jnp.mean(v))
-               for k, v in steps.items()}
+    (params, opt_states), steps = epochs_scan(
+        opt_step, (state.params, state.opt_states), data, rng, epochs=s.epochs,
+        minibatches=s.minibatches, shuffle=s.shuffle, name=name)
+    metrics = reduce_metrics(steps, name)
     # Loss metrics of the first minibatch step (before any update on this batch).
-    metrics.update({f"first_{k}": steps[k][0, 0] for k in ("pg_loss", "value_loss")})
-    metrics.update(prep_metrics)
-    metrics["optimizer_steps"] = jnp.asarray(s.epochs * s.minibatches, jnp.float32)
+    metrics.update({f"{name}/first_{k}": steps[k][0, 0] for k in ("pg_loss", "value_loss")})
+    metrics.update({f"{name}/{k}": v for k, v in prep_metrics.items()})
+    metrics[f"{name}/optimizer_steps"] = jnp.asarray(s.epochs * s.minibatches, jnp.float32)
     state = state.replace(step=state.step + 1, params=params, opt_states=opt_states)
-    return state, {(k if k.startswith(("nonfinite/", "grad_norm/")) else f"{name}/{k}"): v
-                   for k, v in metrics.items()}
+    return state, metrics
 
   return update
 

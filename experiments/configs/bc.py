@@ -20,6 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = c.algorithm = ml_collections.ConfigDict()
   a.name = "bc"
   a.lr = 1e-3 if variant != "paper" else 1e-4  # LMRL-Gym: 1e-4 (GPT-2).
+  a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.warmup_steps = 20
   a.max_grad_norm = 1.0
   a.batch_size = {"smoke": 8, "cpu": 32, "paper": 128}[variant]  # Episodes per update.

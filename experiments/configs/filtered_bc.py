@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = c.algorithm = ml_collections.ConfigDict()
   a.name = "filtered_bc"  # filtered_bc (online) or filtered_bc_offline.
   a.lr = 1e-4  # Policy learning rate.
+  a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.max_grad_norm = 1.0
   a.top_fraction = 0.1  # Share kept (LMRL-Gym: 0.1 dialogue, 0.3 wordle).
   a.batch_size = 32  # Trajectories per update.

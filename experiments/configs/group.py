@@ -37,6 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a.clip_eps = 0.2  # PPO clip on the ratio to the sampler.
   a.epochs = 1  # Passes over each group batch (1: a pure policy gradient step).
   a.minibatches = 1
+  a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.kl_coef = 0.0  # KL to the frozen BC policy (GRPO Eq. 4, k3).
   a.entropy_coef = 0.0
   a.omega = 1.0  # GiGPO: weight of the step (anchor-state) advantage.

@@ -68,6 +68,7 @@ def algorithm(variant: str) -> ml_collections.ConfigDict:
   a.entropy_coef = 0.0  # Entropy bonus weight.
   a.epochs = 4  # Passes over each rollout batch (as ppo.py, for comparison).
   a.minibatches = 2  # Row slices per pass.
+  a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.whiten = True  # Per-head batch z-scores of the low / high / term advantages.
   a.shared_trunk = False  # Let the value losses train the policy trunk.
   a.value_hidden_dims = ()  # Hidden layers the three heads share (() = linear heads).

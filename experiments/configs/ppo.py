@@ -31,6 +31,7 @@ def algorithm(variant: str, name: str = "ppo") -> ml_collections.ConfigDict:
   a.entropy_coef = 0.0  # Entropy bonus weight (LMRL-Gym: none).
   a.epochs = 4  # Passes over each rollout batch.
   a.minibatches = 2  # Row slices per pass.
+  a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   if variant == "smoke":
     a.update(epochs=1, minibatches=1, lr=1e-4)
   elif variant == "paper":

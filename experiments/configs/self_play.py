@@ -25,6 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = c.algorithm = ml_collections.ConfigDict()
   a.name = "self_play"
   a.lr = 1e-5 if variant == "paper" else 1e-4  # Policy learning rate.
+  a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.max_grad_norm = 1.0
   a.alpha = 0.95  # EMA decay of the per-role baselines.
   a.role_conditioned = True  # False: one baseline shared by both roles (ablation).
