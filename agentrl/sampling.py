@@ -19,7 +19,7 @@ greedy). With temperature 1 they are the behaviour log-probs an RL loss needs.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import chex
 import flax.struct
@@ -99,20 +99,37 @@ def sample_token(logits: Array, rng: Array, sampling: SamplingConfig) -> tuple[A
   return token, jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
 
 
+#: A logits hook: `hook(hook_params, decoder_output) -> logits [B, V]` of the next token, from
+#: the decoder's output on the chunk just fed (`.logits[:, -1]`, `.hidden[:, -1]`), e.g.
+#: ILQL's Q-guided logits (`value_decoding.QGuidance`). A hashable callable (it is a static
+#: argument of the jit); its parameters go in `hook_params`, which are traced.
+LogitsHook = Callable[[Any, Any], Array]
+
+
+def next_logits(out, hook: LogitsHook | None = None, hook_params=None) -> Array:
+  """The logits [B, V] the next token is sampled from: the decoder's at the last position,
+  or `hook(hook_params, out)`."""
+  return out.logits[:, -1] if hook is None else hook(hook_params, out)
+
+
 def prefill(params, cache: KVCache, tokens: Array, token_mask: Array, *,
-            config: DecoderConfig) -> tuple[Array, KVCache]:
-  """Writes a left-padded chunk into the cache; returns the last position's logits [B, V]."""
+            config: DecoderConfig, hook: LogitsHook | None = None, hook_params=None
+            ) -> tuple[Array, KVCache]:
+  """Writes a left-padded chunk into the cache; returns the last position's logits [B, V]
+  (through `hook` when given)."""
   positions = positions_from_mask(token_mask, cache.next_position)
   out = Decoder(config).apply({"params": params}, tokens, positions, token_mask, cache,
                               last_logits_only=True)
-  return out.logits[:, -1], out.cache
+  return next_logits(out, hook, hook_params), out.cache
 
 
 def decode(params, cache: KVCache, logits: Array, rng: Array, done: Array, *,
-           config: DecoderConfig, sampling: SamplingConfig) -> SampleOutput:
+           config: DecoderConfig, sampling: SamplingConfig, hook: LogitsHook | None = None,
+           hook_params=None) -> SampleOutput:
   """Traceable decode loop: samples from `logits` [B, V] (the last prefilled position of each
   row), feeds each token back through the cache, and stops a row at the stop token or after
-  `max_new_tokens`. Rows where `done` is already True generate nothing."""
+  `max_new_tokens`. Rows where `done` is already True generate nothing. With `hook`, every
+  next token is sampled from `hook(hook_params, decoder_output)` (see `LogitsHook`)."""
   batch = logits.shape[0]
   steps = sampling.max_new_tokens
 
@@ -136,7 +153,8 @@ def decode(params, cache: KVCache, logits: Array, rng: Array, done: Array, *,
     positions = cache.next_position[:, None]
     out = Decoder(config).apply({"params": params}, token[:, None], positions, live[:, None],
                                 cache)
-    return step + 1, out.cache, out.logits[:, -1], rng, done, out_tokens, out_logprobs, lengths
+    return (step + 1, out.cache, next_logits(out, hook, hook_params), rng, done, out_tokens,
+            out_logprobs, lengths)
 
   carry = (jnp.zeros((), jnp.int32), cache, logits, rng, done,
            jnp.full((batch, steps), sampling.pad_token, jnp.int32),
@@ -146,11 +164,14 @@ def decode(params, cache: KVCache, logits: Array, rng: Array, done: Array, *,
 
 
 def _generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Array,
-              active: Array, *, config: DecoderConfig, sampling: SamplingConfig) -> SampleOutput:
+              active: Array, hook_params=None, *, config: DecoderConfig,
+              sampling: SamplingConfig, hook: LogitsHook | None = None) -> SampleOutput:
   chex.assert_rank([tokens, token_mask], 2)
   chex.assert_equal_shape([tokens, token_mask])
-  logits, cache = prefill(params, cache, tokens, token_mask & active[:, None], config=config)
-  return decode(params, cache, logits, rng, ~active, config=config, sampling=sampling)
+  logits, cache = prefill(params, cache, tokens, token_mask & active[:, None], config=config,
+                          hook=hook, hook_params=hook_params)
+  return decode(params, cache, logits, rng, ~active, config=config, sampling=sampling,
+                hook=hook, hook_params=hook_params)
 
 
 def repeat_rows(cache: KVCache, k: int) -> KVCache:
@@ -167,16 +188,20 @@ def take_rows(cache: KVCache, rows: Array) -> KVCache:
                        mask=take(cache.mask), next_position=take(cache.next_position))
 
 
-_generate_jit = jax.jit(_generate, static_argnames=("config", "sampling"),
+_generate_jit = jax.jit(_generate, static_argnames=("config", "sampling", "hook"),
                         donate_argnames=("cache",))
 
 
 def generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Array, *,
              config: DecoderConfig, sampling: SamplingConfig,
-             active: Array | None = None) -> SampleOutput:
+             active: Array | None = None, hook: LogitsHook | None = None,
+             hook_params=None) -> SampleOutput:
   """Prefills `tokens` (left-padded, int32[B, L], real where `token_mask`) into `cache` and
   generates up to `sampling.max_new_tokens` tokens per row. Rows where `active` is False
-  generate nothing and write nothing. The cache is donated: use the returned one.
+  generate nothing and write nothing. The cache is donated: use the returned one. With
+  `hook`, tokens are sampled from `hook(hook_params, decoder_output)` instead of the LM's
+  logits (guided decoding; see `LogitsHook`), and the log-probs are the hooked
+  distribution's.
 
   Every row must have at least one real token in the chunk (the logits of its last
   position start the utterance). Compiles once per (config, sampling, B, L, cache size).
@@ -189,8 +214,9 @@ def generate(params, cache: KVCache, tokens: Array, token_mask: Array, rng: Arra
     raise ValueError(f"KV cache too small: the chunk ({tokens.shape[1]} tokens) plus "
                      f"max_new_tokens={sampling.max_new_tokens} needs {needed} slots, "
                      f"{free} of {cache.max_length} are free.")
-  return _generate_jit(params, cache, jnp.asarray(tokens, jnp.int32), jnp.asarray(token_mask, bool),
-                       rng, jnp.asarray(active, bool), config=config, sampling=sampling)
+  return _generate_jit(params, cache, jnp.asarray(tokens, jnp.int32),
+                       jnp.asarray(token_mask, bool), rng, jnp.asarray(active, bool), hook_params,
+                       config=config, sampling=sampling, hook=hook)
 
 
 def sample_continuations(params, tokens: Array, token_mask: Array, rng: Array, *,

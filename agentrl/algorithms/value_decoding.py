@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -47,7 +46,7 @@ import numpy as np
 from agentrl import rollout as rollout_lib
 from agentrl import sampling as sampling_lib
 from agentrl.models import heads as heads_lib
-from agentrl.models.decoder import Decoder, DecoderConfig, KVCache, init_cache, positions_from_mask
+from agentrl.models.decoder import DecoderConfig, KVCache, init_cache
 from agentrl.types import TrajectoryBatch
 from agentrl.sampling import SampleOutput, SamplingConfig
 
@@ -139,52 +138,27 @@ def advantage_logits(q: Array, v: Array) -> Array:
   return jnp.min(q, axis=0) - v[..., None]
 
 
+@dataclasses.dataclass(frozen=True)
+class QGuidance:
+  """The logits hook of Q-guided decoding (`sampling.LogitsHook`): the LM's next-token logits
+  shifted by β·(min_k Q_k − V) of the heads on the same hidden state; `hook_params` is
+  `(value_params, beta)`."""
+
+  heads: TokenValueHeads
+
+  def __call__(self, hook_params, out) -> Array:
+    value_params, beta = hook_params
+    q, v = self.heads.apply({"params": value_params}, out.hidden[:, -1])
+    return out.logits[:, -1] + beta * advantage_logits(q, v)
+
+
 def _guided_generate(params, value_params, cache: KVCache, tokens: Array, token_mask: Array,
                      rng: Array, active: Array, beta: Array, *, config: DecoderConfig,
                      sampling: SamplingConfig, heads: TokenValueHeads) -> SampleOutput:
-  chex.assert_rank([tokens, token_mask], 2)
-  batch, steps = tokens.shape[0], sampling.max_new_tokens
-  decoder = Decoder(config)
-
-  def guided(out):
-    q, v = heads.apply({"params": value_params}, out.hidden[:, -1])
-    return out.logits[:, -1] + beta * advantage_logits(q, v)
-
-  token_mask = token_mask & active[:, None]
-  positions = positions_from_mask(token_mask, cache.next_position)
-  out = decoder.apply({"params": params}, tokens, positions, token_mask, cache,
-                      last_logits_only=True)
-  logits, cache = guided(out), out.cache
-
-  def cond(carry):
-    step, _, _, _, done, _, _, _ = carry
-    return (step < steps) & ~jnp.all(done)
-
-  def body(carry):  # The same steps (and rng splits) as `sampling._generate`.
-    step, cache, logits, rng, done, out_tokens, out_logprobs, lengths = carry
-    rng, key = jax.random.split(rng)
-    token, logprob = sampling_lib.sample_token(logits, key, sampling)
-    live = ~done
-    token = jnp.where(live, token, sampling.pad_token)
-    logprob = jnp.where(live, logprob, 0.0)
-    lengths = lengths + live.astype(jnp.int32)
-    out_tokens = jax.lax.dynamic_update_slice(out_tokens, token[:, None], (0, step))
-    out_logprobs = jax.lax.dynamic_update_slice(out_logprobs, logprob[:, None], (0, step))
-    if sampling.stop_token is not None:
-      done = done | (token == sampling.stop_token)
-    out = decoder.apply({"params": params}, token[:, None], cache.next_position[:, None],
-                        live[:, None], cache)
-    return step + 1, out.cache, guided(out), rng, done, out_tokens, out_logprobs, lengths
-
-  carry = (jnp.zeros((), jnp.int32), cache, logits, rng, ~active,
-           jnp.full((batch, steps), sampling.pad_token, jnp.int32),
-           jnp.zeros((batch, steps), jnp.float32), jnp.zeros((batch,), jnp.int32))
-  _, cache, _, _, _, out_tokens, out_logprobs, lengths = jax.lax.while_loop(cond, body, carry)
-  return SampleOutput(tokens=out_tokens, logprobs=out_logprobs, lengths=lengths, cache=cache)
-
-
-_guided_generate_jit = jax.jit(_guided_generate, static_argnames=("config", "sampling", "heads"),
-                               donate_argnames=("cache",))
+  """Traceable guided decoding: `sampling`'s own loop with the `QGuidance` hook."""
+  return sampling_lib._generate(params, cache, tokens, token_mask, rng, active,  # pylint: disable=protected-access
+                                (value_params, beta), config=config, sampling=sampling,
+                                hook=QGuidance(heads))
 
 
 def guided_generate(params, value_params, cache: KVCache, tokens: Array, token_mask: Array,
@@ -196,19 +170,12 @@ def guided_generate(params, value_params, cache: KVCache, tokens: Array, token_m
   Prefills the left-padded chunk `tokens` into `cache` (donated: use the returned one) and
   decodes up to `sampling.max_new_tokens` tokens per row; temperature / top-k / top-p /
   greedy apply to the guided logits, and the returned log-probs are those of the guided
-  distribution. `beta` is traced (changing it does not recompile). Jitted; also traceable
-  through `_guided_generate` inside another jit.
+  distribution. `beta` is traced (changing it does not recompile). `sampling.generate` with the
+  `QGuidance` hook; traceable inside another jit through `_guided_generate`.
   """
-  if active is None:
-    active = jnp.ones((tokens.shape[0],), bool)
-  free = cache.max_length - int(cache.end)
-  if tokens.shape[1] + sampling.max_new_tokens > free:
-    raise ValueError(f"KV cache too small: {tokens.shape[1]} + {sampling.max_new_tokens} "
-                     f"tokens needed, {free} free.")
-  return _guided_generate_jit(params, value_params, cache, jnp.asarray(tokens, jnp.int32),
-                              jnp.asarray(token_mask, bool), rng, jnp.asarray(active, bool),
-                              jnp.asarray(beta, jnp.float32), config=config, sampling=sampling,
-                              heads=heads)
+  return sampling_lib.generate(params, cache, tokens, token_mask, rng, config=config,
+                               sampling=sampling, active=active, hook=QGuidance(heads),
+                               hook_params=(value_params, jnp.asarray(beta, jnp.float32)))
 
 
 @dataclasses.dataclass
