@@ -27,43 +27,13 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   variant = variant or "cpu"
   if variant not in ("smoke", "cpu", "cpu_full", "paper"):
     raise ValueError(f"unknown variant {variant!r}; expected smoke, cpu, cpu_full or paper")
-  c = ml_collections.ConfigDict()
-  c.seed = 0  # Everything random derives from it (and the iteration).
-  c.data_dir = ""  # Datasets and tokenizers; "" = $AGENTRL_DATA_DIR or ~/.cache/agentrl/datasets.
-
-  c.env = ml_collections.ConfigDict()
-  c.env.name = "twenty_questions"  # A name registered in agentrl.envs.
-  c.env.kwargs = ml_collections.ConfigDict()  # Keyword arguments of agentrl.envs.make.
+  # Every block but `algorithm` and `replay` from common.base (the sizes every config
+  # shares), with this experiment's budgets on top.
+  c = common.base("twenty_questions", "cpu" if variant == "cpu_full" else variant)
   # T: tokens per conversation row. Rows that outgrow it are cut (not done); size it so that
   # no episode is cut: 20 turns x (12-token question + 1 + 6-token answer) + the first answer.
   c.env.max_tokens = 400
-  c.env.system_prompt = False  # A from-scratch policy learns nothing from a constant prompt.
-
-  c.tokenizer = ml_collections.ConfigDict()
-  c.tokenizer.vocab_size = 1024  # BPE trained on scripted episodes of the environment.
-  c.tokenizer.corpus_episodes = 200  # Strong and weak episodes each, for the BPE corpus.
-
-  c.policy = ml_collections.ConfigDict()  # A Llama-style decoder trained from scratch.
-  c.policy.hidden_size = 128
-  c.policy.num_layers = 2
-  c.policy.num_heads = 4
-  c.policy.num_kv_heads = 2
-  c.policy.mlp_dim = 256
-
-  c.sampling = ml_collections.ConfigDict()
   c.sampling.max_new_tokens = 12  # Token budget of one question (the longest takes 11).
-  c.sampling.temperature = 1.0  # Rollouts and ArCHer's fresh actions sample at this.
-
-  c.dataset = ml_collections.ConfigDict()  # The offline TFDS dataset (built on first use).
-  c.dataset.episodes = 20_000
-  c.dataset.mixture = ml_collections.ConfigDict({"strong": 0.5, "weak": 0.5})
-
-  c.bc = ml_collections.ConfigDict()  # Behaviour-cloning warm start on the dataset.
-  c.bc.steps = 400  # 0 skips it.
-  c.bc.batch_size = 32
-  c.bc.lr = 1e-3
-  c.bc.warmup_steps = 20
-  c.bc.max_grad_norm = 1.0
 
   c.algorithm = ml_collections.ConfigDict()
   c.algorithm.name = "archer"
@@ -97,25 +67,11 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   # Offline dataset episodes whose transitions seed the buffer (0: start empty, as ArCHer).
   c.replay.prefill_episodes = 600
 
-  c.rollout = ml_collections.ConfigDict()
-  c.rollout.seeds_per_iteration = 16  # Task seeds per iteration...
-  c.rollout.group_size = 1  # ... times episodes per seed.
-
-  c.eval = ml_collections.ConfigDict()
+  # Evaluation samples as the policy acts in training (T = 1; common.base) and, at the first
+  # and last evaluation, greedily (ArCHer's protocol): a greedy BC policy already plays the
+  # dataset's strong, deterministic mode (see the README).
   c.eval.episodes = 128  # Held-out task seeds.
-  # The policy as it acts in training (T = 1). A greedy BC policy already plays the dataset's
-  # strong, deterministic mode (see the README), so greedy returns are reported beside it.
-  c.eval.temperature = 1.0
-  c.eval.greedy = True  # Also evaluate greedily (ArCHer's protocol) at the first and last eval.
-
-  c.train = ml_collections.ConfigDict()
-  c.train.total_iterations = 45
-  c.train.eval_every = 15
-  c.train.checkpoint_every = 5
-  c.train.log_every = 25  # BC steps between log lines (online iterations all log).
-
-  c.mesh = common.mesh_block()  # data/fsdp/tensor sizes (-1: the rest) and logical rules.
-  c.distributed = common.distributed_block()  # jax.distributed processes (hosts).
+  c.train.update(total_iterations=45, eval_every=15)
 
   if variant == "cpu":
     c.env.name = "twenty_questions_subset"
@@ -123,33 +79,19 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   elif variant == "cpu_full":
     c.algorithm.update(lr=1.5e-5, warmup_updates=10)
   elif variant == "smoke":
-    c.env.kwargs.max_turns = 4
     c.env.max_tokens = 192
-    c.tokenizer.vocab_size = 512
-    c.tokenizer.corpus_episodes = 30
-    c.policy.update(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, mlp_dim=64)
     c.sampling.max_new_tokens = 8
-    c.dataset.episodes = 200
-    c.bc.steps = 10
-    c.bc.batch_size = 8
     c.algorithm.update(critic_steps=2, actor_steps=1, batch_size=8, warmup_updates=1,
                        state_tokens=64, action_tokens=8)
     c.algorithm.critic.update(hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32,
                               head_dims=(16,))
     c.replay.capacity = 512
     c.replay.prefill_episodes = 16
-    c.rollout.seeds_per_iteration = 4
     c.eval.episodes = 4
-    c.train.update(total_iterations=3, eval_every=3, checkpoint_every=1, log_every=5)
-  elif variant == "paper":
-    c.tokenizer.vocab_size = 8192
-    c.policy.update(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=12,
-                    mlp_dim=3072)
+    c.train.update(total_iterations=3, eval_every=3)
+  elif variant == "paper":  # common.base's paper sizes (GPT-2-small-sized policy), and:
     c.sampling.max_new_tokens = 32
     c.env.max_tokens = 1024
-    c.env.system_prompt = True
-    c.bc.steps = 5000
-    c.bc.lr = 1e-4
     c.algorithm.center_advantages = False
     c.algorithm.update(lr=1e-6 * 32, critic_lr=2e-5 * 32, critic_steps=50,
                        actor_steps=3, batch_size=256, warmup_updates=10, state_tokens=512,
@@ -158,7 +100,6 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
                               head_dims=(768, 768))
     c.replay.capacity = 10_000
     c.replay.prefill_episodes = 0
-    c.rollout.seeds_per_iteration = 128
-    c.eval.update(episodes=128, temperature=0.0, greedy=False)
-    c.train.update(total_iterations=2000, eval_every=25, checkpoint_every=25)
+    c.eval.episodes = 128
+    c.train.update(total_iterations=2000, eval_every=25)
   return c
