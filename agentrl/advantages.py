@@ -1,4 +1,4 @@
-"""Advantage estimators and the helpers that move values between tokens and turns.
+"""Advantage estimators: recursions, whitening, group baselines and their registry.
 
 Every function is pure: arrays in, arrays out, hyperparameters keyword-only. Layouts are
 batch-major: token arrays are [B, T], turn arrays are [B, K], per-trajectory arrays are [B].
@@ -23,65 +23,11 @@ import jax
 import jax.numpy as jnp
 
 from agentrl import registry
+from agentrl._math import as_float
+# Re-exported: the token <-> turn moves live in `agentrl.turns`.
+from agentrl.turns import tokens_to_turns, turns_to_tokens  # noqa: F401
 
 Array = jax.Array
-
-
-def _as_float(x: Array) -> Array:
-  x = jnp.asarray(x)
-  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
-
-
-# ----------------------------------------------------------------------------- token <-> turn
-
-
-def tokens_to_turns(values_t: Array, turn_end: Array, turn_index: Array, num_turns: int) -> Array:
-  """Reads a token-level quantity at the end token of each agent turn.
-
-  out[b, k] = values_t[b, t] for the token t with turn_end[b, t] and turn_index[b, t] == k;
-  0 where turn k has no end token (padding turns, turns that never happened).
-
-  Args:
-    values_t: [B, T] per-token values (e.g. a critic read at every position).
-    turn_end: bool[B, T], the last token of each agent utterance.
-    turn_index: int[B, T], the agent turn of each token, -1 off agent turns.
-    num_turns: K, the number of turn slots.
-
-  Returns:
-    [B, K] per-turn values.
-  """
-  chex.assert_rank([values_t, turn_end, turn_index], 2)
-  chex.assert_equal_shape([values_t, turn_end, turn_index])
-  b, _ = values_t.shape
-  valid = turn_end.astype(bool) & (turn_index >= 0) & (turn_index < num_turns)
-  # Tokens that are not a valid turn end scatter to slot K, which is out of range and dropped.
-  idx = jnp.where(valid, turn_index, num_turns)
-  rows = jnp.broadcast_to(jnp.arange(b)[:, None], idx.shape)
-  out = jnp.zeros((b, num_turns), values_t.dtype)
-  return out.at[rows, idx].set(values_t, mode="drop")
-
-
-def turns_to_tokens(x: Array, turn_index: Array, action_mask: Array) -> Array:
-  """Broadcasts a per-turn quantity over the action tokens of that turn.
-
-  out[b, t] = x[b, turn_index[b, t]] where action_mask[b, t] and 0 <= turn_index[b, t] < K;
-  0 elsewhere (prompt, observation and padding tokens).
-
-  Args:
-    x: [B, K] per-turn quantity (e.g. a turn-level advantage).
-    turn_index: int[B, T], the agent turn of each token, -1 off agent turns.
-    action_mask: bool[B, T], tokens the policy generated.
-
-  Returns:
-    [B, T] per-token quantity.
-  """
-  chex.assert_rank([x, turn_index, action_mask], 2)
-  chex.assert_equal_shape([turn_index, action_mask])
-  chex.assert_equal_shape_prefix([x, turn_index], 1)
-  k = x.shape[1]
-  valid = action_mask.astype(bool) & (turn_index >= 0) & (turn_index < k)
-  gathered = jnp.take_along_axis(x, jnp.clip(turn_index, 0, k - 1), axis=1)
-  return jnp.where(valid, gathered, jnp.zeros_like(gathered))
 
 
 # ----------------------------------------------------------------------------- recursions
@@ -91,7 +37,7 @@ def _bootstrap(bootstrap_value: Optional[Array], like: Array) -> Array:
   b = like.shape[0]
   if bootstrap_value is None:
     return jnp.zeros((b,), like.dtype)
-  bootstrap_value = _as_float(bootstrap_value)
+  bootstrap_value = as_float(bootstrap_value)
   chex.assert_shape(bootstrap_value, (b,))
   return bootstrap_value.astype(like.dtype)
 
@@ -118,7 +64,7 @@ def discounted_returns(rewards: Array, dones: Array, mask: Array, *, gamma: floa
   """
   chex.assert_rank([rewards, dones, mask], 2)
   chex.assert_equal_shape([rewards, dones, mask])
-  rewards = _as_float(rewards)
+  rewards = as_float(rewards)
   g0 = _bootstrap(bootstrap_value, rewards)
   mask = mask.astype(bool)
   cont = gamma * (1.0 - dones.astype(rewards.dtype))
@@ -161,8 +107,8 @@ def gae(rewards: Array, values: Array, dones: Array, mask: Array, *, gamma: floa
   """
   chex.assert_rank([rewards, values, dones, mask], 2)
   chex.assert_equal_shape([rewards, values, dones, mask])
-  rewards = _as_float(rewards)
-  values = _as_float(values).astype(rewards.dtype)
+  rewards = as_float(rewards)
+  values = as_float(values).astype(rewards.dtype)
   v0 = _bootstrap(bootstrap_value, rewards)
   mask = mask.astype(bool)
   cont = 1.0 - dones.astype(rewards.dtype)
@@ -235,7 +181,7 @@ def whiten(x: Array, mask: Array, *, eps: float = 1e-8, shift_mean: bool = True)
     Array of x's shape.
   """
   chex.assert_equal_shape([x, mask])
-  x = _as_float(x)
+  x = as_float(x)
   mask = mask.astype(bool)
   m = mask.astype(x.dtype)
   xm = jnp.where(mask, x, 0.0)
@@ -255,7 +201,7 @@ def _group_stats(rewards: Array, group_id: Array, mask: Array):
   """Masked rewards, per-trajectory group count and group mean (gathered back to [B])."""
   chex.assert_rank([rewards, group_id, mask], 1)
   chex.assert_equal_shape([rewards, group_id, mask])
-  rewards = _as_float(rewards)
+  rewards = as_float(rewards)
   b = rewards.shape[0]
   mask = mask.astype(bool)
   r = jnp.where(mask, rewards, 0.0)
@@ -346,7 +292,7 @@ def reinforce_pp_advantages(rewards: Array, mask: Array, *, group_id: Optional[A
   chex.assert_rank([rewards, mask], 1)
   chex.assert_equal_shape([rewards, mask])
   if group_id is None:
-    r = jnp.where(mask.astype(bool), _as_float(rewards), 0.0)
+    r = jnp.where(mask.astype(bool), as_float(rewards), 0.0)
   else:
     r, _, _, mean = _group_stats(rewards, group_id, mask)
     r = r - mean

@@ -7,7 +7,7 @@ it has at least one valid turn (`turn_mask.any(-1)`); masked turns never influen
 and always come out as 0, so padding is inert. Groupings are explicit int id arrays (`group_id`
 in [0, B), anchor-state ids, roles); group statistics are segment sums over valid entries.
 
-Turn-level outputs reach the tokens through `advantages.turns_to_tokens`.
+Turn-level outputs reach the tokens through `turns.turns_to_tokens`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,11 @@ import jax
 import jax.numpy as jnp
 
 from agentrl import registry
+from agentrl._math import as_float, safe_div
 from agentrl.advantages import discounted_returns, grpo_advantages
 from agentrl.hiper import hiper_advantages  # re-exported: registered below as "hiper"
 
 Array = jax.Array
-
-
-def _as_float(x: Array) -> Array:
-  x = jnp.asarray(x)
-  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
 
 
 def _segment_stats(x: Array, seg: Array, mask: Array, num_segments: int, *,
@@ -49,12 +45,6 @@ def _segment_stats(x: Array, seg: Array, mask: Array, num_segments: int, *,
   sq = jax.ops.segment_sum(w * jnp.square(dev), seg, num_segments=num_segments)
   var = sq / jnp.maximum(n - (1.0 if unbiased else 0.0), 1.0)
   return mean[seg], jnp.sqrt(var)[seg], n[seg]
-
-
-def _safe_div(num: Array, den: Array) -> Array:
-  """num / den, with 0 where den == 0 (no NaN in values or gradients)."""
-  ok = den != 0
-  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
 def pair_ids(a: Array, b: Array) -> Array:
@@ -131,7 +121,7 @@ def gigpo_advantages(episode_returns: Array, group_id: Array, turn_rewards: Arra
   b, k = turn_rewards.shape
   turn_mask = turn_mask.astype(bool)
   traj_mask = turn_mask.any(axis=1)
-  ret = _as_float(episode_returns)
+  ret = as_float(episode_returns)
 
   # Episode level.
   weights = turn_mask.sum(axis=1) if episode_stats_over_steps else None
@@ -140,11 +130,11 @@ def gigpo_advantages(episode_returns: Array, group_id: Array, turn_rewards: Arra
   _, _, n_traj = _segment_stats(ret, group_id, traj_mask, b)
   a_e = jnp.where(traj_mask, ret, 0.0) - mean_e
   if normalize_std:
-    a_e = _safe_div(a_e, std_e + eps)
+    a_e = safe_div(a_e, std_e + eps)
   a_e = jnp.where(traj_mask & (n_traj > 1), a_e, 0.0)
 
   # Step level over (episode group, anchor state) buckets.
-  step_ret = _turn_returns(_as_float(turn_rewards), turn_mask, gamma)
+  step_ret = _turn_returns(as_float(turn_rewards), turn_mask, gamma)
   gid = jnp.broadcast_to(group_id[:, None], (b, k))
   # Masked steps are moved to a sentinel group so they never share a bucket with valid steps.
   gid = jnp.where(turn_mask, gid, b)
@@ -153,7 +143,7 @@ def gigpo_advantages(episode_returns: Array, group_id: Array, turn_rewards: Arra
   mean_s, std_s, n_s = (x.reshape(b, k) for x in (mean_s, std_s, n_s))
   a_s = step_ret - mean_s
   if normalize_std:
-    a_s = _safe_div(a_s, std_s + eps)
+    a_s = safe_div(a_s, std_s + eps)
   a_s = jnp.where(n_s > 1, a_s, 0.0)
 
   return jnp.where(turn_mask, a_e[:, None] + omega * a_s, 0.0)
@@ -184,13 +174,13 @@ def turn_group_normalize(x: Array, group_id: Array, turn_mask: Array, *, eps: fl
   chex.assert_rank([x, group_id, turn_mask], [2, 1, 2])
   chex.assert_equal_shape([x, turn_mask])
   b, k = x.shape
-  x = _as_float(x)
+  x = as_float(x)
   turn_mask = turn_mask.astype(bool)
   seg = group_id[:, None] * k + jnp.arange(k)[None, :]
   mean, std, n = _segment_stats(x, seg, turn_mask, b * k, unbiased=unbiased_std)
   mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
   xm = jnp.where(turn_mask, x, 0.0)
-  out = _safe_div(xm - mean, std + eps)
+  out = safe_div(xm - mean, std + eps)
   return jnp.where(turn_mask & (n > 1) & (std > 0), out, 0.0)
 
 
@@ -280,12 +270,12 @@ def igpo_turn_rewards(gt_logprob_before: Array, gt_logprob_after: Array,
                    [2, 2, 1, 2])
   chex.assert_equal_shape([gt_logprob_before, gt_logprob_after, turn_mask])
   turn_mask = turn_mask.astype(bool)
-  before = jnp.where(turn_mask, _as_float(gt_logprob_before), 0.0)
-  after = jnp.where(turn_mask, _as_float(gt_logprob_after), 0.0)
+  before = jnp.where(turn_mask, as_float(gt_logprob_before), 0.0)
+  after = jnp.where(turn_mask, as_float(gt_logprob_after), 0.0)
   ig = jnp.exp(after) - jnp.exp(before)
   remaining = jnp.cumsum(turn_mask[:, ::-1].astype(jnp.int32), axis=1)[:, ::-1]
   last = turn_mask & (remaining == 1)
-  r = jnp.where(last, _as_float(outcome_rewards)[:, None].astype(ig.dtype), ig)
+  r = jnp.where(last, as_float(outcome_rewards)[:, None].astype(ig.dtype), ig)
   return jnp.where(turn_mask, r, 0.0)
 
 
@@ -316,11 +306,11 @@ def igpo_advantages(turn_rewards: Array, group_id: Array, turn_mask: Array, *,
   chex.assert_equal_shape([turn_rewards, turn_mask])
   b, k = turn_rewards.shape
   turn_mask = turn_mask.astype(bool)
-  r = _as_float(turn_rewards)
+  r = as_float(turn_rewards)
   seg = jnp.broadcast_to(group_id[:, None], (b, k))
   mean, std, n = _segment_stats(r, seg, turn_mask, b, unbiased=unbiased_std)
   mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
-  z = _safe_div(jnp.where(turn_mask, r, 0.0) - mean, std + eps)
+  z = safe_div(jnp.where(turn_mask, r, 0.0) - mean, std + eps)
   z = jnp.where(turn_mask & (n > 1), z, 0.0)
   return _turn_returns(z, turn_mask, gamma)
 
@@ -353,8 +343,8 @@ def spiral_rae_advantages(rewards: Array, baseline_id: Array, mask: Array, basel
   """
   chex.assert_rank([rewards, baseline_id, mask, baselines], [1, 1, 1, 1])
   chex.assert_equal_shape([rewards, baseline_id, mask])
-  r = _as_float(rewards)
-  base = _as_float(baselines).astype(r.dtype)
+  r = as_float(rewards)
+  base = as_float(baselines).astype(r.dtype)
 
   def step(b, xs):
     ri, idx, m = xs
@@ -400,7 +390,7 @@ def mars_advantages(turn_rewards: Array, turn_role: Array, group_id: Array, turn
   chex.assert_equal_shape([turn_rewards, turn_role, turn_mask])
   b, k = turn_rewards.shape
   turn_mask = turn_mask.astype(bool)
-  r = _as_float(turn_rewards)
+  r = as_float(turn_rewards)
   g = jnp.zeros_like(r)
   for p in range(num_roles):
     m = turn_mask & (turn_role == p)
@@ -410,7 +400,7 @@ def mars_advantages(turn_rewards: Array, turn_role: Array, group_id: Array, turn
   mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
   adv = g - mean
   if normalize_std:
-    adv = _safe_div(adv, std + eps)
+    adv = safe_div(adv, std + eps)
   return jnp.where(turn_mask & (n > 1), adv, 0.0)
 
 
@@ -436,9 +426,9 @@ def gated_reward_accumulation(high_reward: Array, low_rewards: Array, turn_mask:
   """
   chex.assert_rank([high_reward, low_rewards, turn_mask], [1, 2, 2])
   chex.assert_equal_shape([low_rewards, turn_mask])
-  hi = _as_float(high_reward)
+  hi = as_float(high_reward)
   gate = hi >= threshold
-  low = jnp.where(turn_mask.astype(bool) & gate[:, None], _as_float(low_rewards), 0.0)
+  low = jnp.where(turn_mask.astype(bool) & gate[:, None], as_float(low_rewards), 0.0)
   return hi + low.sum(axis=1), low
 
 
@@ -458,7 +448,7 @@ def gated_multi_priority(rewards: Array, *, thresholds) -> Array:
     [B] gated total reward.
   """
   chex.assert_rank(rewards, 2)
-  r = _as_float(rewards)
+  r = as_float(rewards)
   th = jnp.asarray(thresholds, r.dtype)
   chex.assert_shape(th, (r.shape[1],))
   passed = (r >= th[None, :]).astype(r.dtype)

@@ -11,7 +11,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from agentrl.advantages import _as_float  # pylint: disable=protected-access
+from agentrl._math import as_float
 
 Array = jax.Array
 
@@ -62,12 +62,12 @@ def hiper_advantages(rewards: Array, dones: Array, turn_mask: Array, switch: Arr
   """
   chex.assert_rank([rewards, dones, turn_mask, switch, v_low, v_high, v_term], 2)
   chex.assert_equal_shape([rewards, dones, turn_mask, switch, v_low, v_high, v_term])
-  r = _as_float(rewards)
+  r = as_float(rewards)
   mask = turn_mask.astype(bool)
   first = mask & (jnp.cumsum(mask.astype(jnp.int32), axis=1) == 1)
   boundary = mask & (switch.astype(bool) | first)
   d = dones.astype(r.dtype)
-  vl, vh, vt = (_as_float(v).astype(r.dtype) for v in (v_low, v_high, v_term))
+  vl, vh, vt = (as_float(v).astype(r.dtype) for v in (v_low, v_high, v_term))
   zeros = jnp.zeros((r.shape[0],), r.dtype)
   fzero = jnp.zeros((r.shape[0],), bool)
 

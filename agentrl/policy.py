@@ -27,6 +27,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from agentrl import turns
 from agentrl.models.decoder import Decoder, DecoderConfig
 
 Array = jax.Array
@@ -81,15 +82,6 @@ def sequence_logprob(logprobs: Array, action_mask: Array) -> Array:
   return jnp.sum(jnp.where(action_mask, logprobs, 0.0), axis=-1)
 
 
-
-def turn_starts(action_mask: Array, turn_index: Array, num_turns: int) -> Array:
-  """Index of the first action token of each agent turn, int32[B, K]; T where turn k has none."""
-  t = action_mask.shape[1]
-  match = action_mask.astype(bool)[:, None, :] & (
-      turn_index[:, None, :] == jnp.arange(num_turns)[None, :, None])
-  return jnp.min(jnp.where(match, jnp.arange(t)[None, None, :], t), axis=-1).astype(jnp.int32)
-
-
 def answer_logprobs(params, config: DecoderConfig, tokens: Array, positions: Array, mask: Array,
                     action_mask: Array, turn_index: Array, answer_tokens: Array, num_turns: int, *,
                     temperature: float = 1.0) -> Array:
@@ -117,7 +109,7 @@ def answer_logprobs(params, config: DecoderConfig, tokens: Array, positions: Arr
   length = answer_tokens.shape[1]
   answer_ok = answer_tokens >= 0
   num_answer = answer_ok.sum(axis=1)
-  starts = turn_starts(action_mask, turn_index, num_turns)
+  starts = turns.first_position(action_mask, turn_index, num_turns)  # T: the turn has none.
   idx = jnp.arange(t + length)[None, :]
   pad = lambda x: jnp.pad(x, ((0, 0), (0, length)))  # noqa: E731
   ext_tokens, ext_positions, ext_mask = pad(tokens), pad(positions), pad(mask.astype(bool))
@@ -127,7 +119,7 @@ def answer_logprobs(params, config: DecoderConfig, tokens: Array, positions: Arr
     j = jnp.clip(offset, 0, length - 1)
     in_prefix = offset < 0
     in_answer = (offset >= 0) & (offset < length) & jnp.take_along_axis(answer_ok, j, axis=1)
-    first_position = jnp.take_along_axis(positions, jnp.minimum(start, t - 1)[:, None], axis=1)
+    first_position = turns.gather_positions(positions, start[:, None])
     seq = jnp.where(in_prefix, ext_tokens,
                     jnp.where(in_answer, jnp.take_along_axis(answer_tokens, j, axis=1), 0))
     pos = jnp.where(in_prefix, ext_positions, first_position + offset)

@@ -26,7 +26,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from agentrl import registry
+from agentrl import registry, turns
+from agentrl._math import masked_mean, safe_div
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -34,35 +35,11 @@ Metrics = dict[str, Array]
 _sg = jax.lax.stop_gradient
 
 
-def _safe_div(total: Array, weight: Array) -> Array:
-  return total / jnp.maximum(weight, 1.0)
-
-
-def _masked_mean(x: Array, mask: Array) -> Array:
-  mask = mask.astype(bool)
-  return _safe_div(jnp.sum(jnp.where(mask, x, 0.0)), jnp.sum(mask.astype(jnp.float32)))
-
-
 def _finish(loss_sum: Array, loss_weight: Array, **extra: Array) -> tuple[Array, Metrics]:
-  loss = _safe_div(loss_sum, loss_weight)
+  loss = safe_div(loss_sum, loss_weight)
   metrics = {"loss": loss, "loss_sum": loss_sum, "loss_weight": loss_weight}
   metrics.update(extra)
   return loss, metrics
-
-
-def _turns_to_tokens(turn_values: Array, turn_index: Array) -> Array:
-  """Broadcast `turn_values [B,K]` to tokens `[B,T]` by `turn_index` (clipped into [0, K))."""
-  num_turns = turn_values.shape[-1]
-  idx = jnp.clip(turn_index, 0, num_turns - 1)
-  return jnp.take_along_axis(turn_values, idx, axis=-1)
-
-
-def _token_turn_mask(action_mask: Array, turn_index: Array, turn_mask: Array) -> Array:
-  """Action tokens that belong to a valid turn (turn_index in [0, K) and turn_mask true)."""
-  num_turns = turn_mask.shape[-1]
-  in_range = (turn_index >= 0) & (turn_index < num_turns)
-  turn_ok = _turns_to_tokens(turn_mask.astype(bool), turn_index)
-  return action_mask.astype(bool) & in_range & turn_ok
 
 
 def _head_sum_weighted(per_entry: Array, mask: Array) -> tuple[Array, Array]:
@@ -147,11 +124,11 @@ def archer_critic_loss(
   mask2 = jnp.broadcast_to(mask.astype(bool), q.shape)
   return _finish(
       q_sum + v_sum, weight,
-      q_loss=_safe_div(q_sum, weight),
-      v_loss=_safe_div(v_sum, weight),
-      q_mean=_masked_mean(q, mask2),
-      v_mean=_masked_mean(v, mask2),
-      target_q_mean=_masked_mean(y_q, mask2),
+      q_loss=safe_div(q_sum, weight),
+      v_loss=safe_div(v_sum, weight),
+      q_mean=masked_mean(q, mask2),
+      v_mean=masked_mean(v, mask2),
+      target_q_mean=masked_mean(y_q, mask2),
   )
 
 
@@ -204,13 +181,13 @@ def archer_actor_loss(
   chex.assert_equal_shape([turn_advantages, turn_mask])
   chex.assert_equal_shape_prefix([logprobs, turn_advantages], 1)
 
-  adv_tok = _turns_to_tokens(_sg(turn_advantages), turn_index)
-  tok_mask = _token_turn_mask(action_mask, turn_index, turn_mask)
+  tok_mask = turns.valid_turn_tokens(action_mask, turn_index, turn_mask)
+  adv_tok = turns.turns_to_tokens(_sg(turn_advantages), turn_index, tok_mask)
   loss_sum = jnp.sum(jnp.where(tok_mask, -adv_tok * logprobs, 0.0))
   weight = jnp.sum(turn_mask.astype(jnp.float32))
   return _finish(
       loss_sum, weight,
-      advantage_mean=_masked_mean(turn_advantages, turn_mask),
+      advantage_mean=masked_mean(turn_advantages, turn_mask),
       num_tokens=jnp.sum(tok_mask.astype(jnp.float32)),
   )
 
@@ -257,16 +234,16 @@ def archer_token_baseline_actor_loss(
   chex.assert_equal_shape([turn_advantages, turn_mask])
   chex.assert_equal_shape_prefix([logprobs, turn_advantages], 1)
 
-  adv_tok = _turns_to_tokens(_sg(turn_advantages), turn_index)
-  tok_mask = _token_turn_mask(action_mask, turn_index, turn_mask)
+  tok_mask = turns.valid_turn_tokens(action_mask, turn_index, turn_mask)
+  adv_tok = turns.turns_to_tokens(_sg(turn_advantages), turn_index, tok_mask)
   residual = adv_tok - token_values
   pg_sum = jnp.sum(jnp.where(tok_mask, -_sg(residual) * logprobs, 0.0))
   bl_sum = jnp.sum(jnp.where(tok_mask, jnp.square(residual), 0.0))
   weight = jnp.sum(turn_mask.astype(jnp.float32))
   return _finish(
       pg_sum + baseline_weight * bl_sum, weight,
-      pg_loss=_safe_div(pg_sum, weight),
-      baseline_loss=_safe_div(bl_sum, weight),
+      pg_loss=safe_div(pg_sum, weight),
+      baseline_loss=safe_div(bl_sum, weight),
   )
 
 
@@ -303,7 +280,7 @@ def iql_value_loss(v: Array, target_q: Array, mask: Array, *,
   chex.assert_rank(mask, 1)
   loss, metrics = expectile_loss(_sg(target_q) - v, mask=mask, expectile=expectile)
   full_mask = jnp.broadcast_to(mask.astype(bool), v.shape)
-  metrics["v_mean"] = _masked_mean(v, full_mask)
+  metrics["v_mean"] = masked_mean(v, full_mask)
   return loss, metrics
 
 
@@ -323,8 +300,8 @@ def iql_q_loss(q: Array, reward: Array, done: Array, next_v: Array, mask: Array,
   target = _sg(reward + gamma * (1.0 - done.astype(q.dtype)) * _sg(next_v))
   loss_sum, weight = _head_sum_weighted(jnp.square(q - target), mask)
   full_mask = jnp.broadcast_to(mask.astype(bool), q.shape)
-  return _finish(loss_sum, weight, q_mean=_masked_mean(q, full_mask),
-                 target_q_mean=_masked_mean(target, full_mask))
+  return _finish(loss_sum, weight, q_mean=masked_mean(q, full_mask),
+                 target_q_mean=masked_mean(target, full_mask))
 
 
 def awr_actor_weights(advantages: Array, *, temperature: float = 1.0,
@@ -365,12 +342,12 @@ def awr_actor_loss(logprobs: Array, action_mask: Array, turn_index: Array,
   chex.assert_equal_shape([turn_advantages, turn_mask])
   chex.assert_equal_shape_prefix([logprobs, turn_advantages], 1)
   w = awr_actor_weights(turn_advantages, temperature=temperature, max_weight=max_weight)
-  w_tok = _turns_to_tokens(w, turn_index)
-  tok_mask = _token_turn_mask(action_mask, turn_index, turn_mask)
+  tok_mask = turns.valid_turn_tokens(action_mask, turn_index, turn_mask)
+  w_tok = turns.turns_to_tokens(w, turn_index, tok_mask)
   loss_sum = jnp.sum(jnp.where(tok_mask, -w_tok * logprobs, 0.0))
   weight = jnp.sum(turn_mask.astype(jnp.float32))
   tm = turn_mask.astype(bool)
-  return _finish(loss_sum, weight, weight_mean=_masked_mean(w, tm),
+  return _finish(loss_sum, weight, weight_mean=masked_mean(w, tm),
                  weight_max=jnp.max(jnp.where(tm, w, 0.0), initial=0.0))
 
 
@@ -450,13 +427,13 @@ def ilql_loss(
   weight = jnp.sum(m.astype(jnp.float32))
   return _finish(
       q_sum + v_sum + cql_weight * cql_sum, weight,
-      q_loss=_safe_div(q_sum, weight),
-      v_loss=_safe_div(v_sum, weight),
-      cql_loss=_safe_div(cql_sum, weight),
-      q1_mean=_masked_mean(q1, m),
-      q2_mean=_masked_mean(q2, m),
-      v_mean=_masked_mean(v, m),
-      target_mean=_masked_mean(y, m),
+      q_loss=safe_div(q_sum, weight),
+      v_loss=safe_div(v_sum, weight),
+      cql_loss=safe_div(cql_sum, weight),
+      q1_mean=masked_mean(q1, m),
+      q2_mean=masked_mean(q2, m),
+      v_mean=masked_mean(v, m),
+      target_mean=masked_mean(y, m),
   )
 
 
@@ -471,8 +448,8 @@ def mc_returns_loss(values: Array, returns: Array, mask: Array) -> tuple[Array, 
   """
   chex.assert_equal_shape([values, returns, mask])
   loss_sum, weight = _head_sum_weighted(0.5 * jnp.square(values - _sg(returns)), mask)
-  return _finish(loss_sum, weight, value_mean=_masked_mean(values, mask),
-                 return_mean=_masked_mean(returns, mask))
+  return _finish(loss_sum, weight, value_mean=masked_mean(values, mask),
+                 return_mean=masked_mean(returns, mask))
 
 
 VALUE_LOSSES: dict[str, Callable[..., tuple[Array, Metrics]]] = {

@@ -227,16 +227,6 @@ def hand_case():
   return turn_index, turn_end, action_mask
 
 
-def test_tokens_to_turns_and_back_hand_case():
-  turn_index, turn_end, action_mask = hand_case()
-  values_t = np.arange(20, dtype=np.float32).reshape(2, 10)
-  got = jax.jit(adv.tokens_to_turns, static_argnums=3)(values_t, turn_end, turn_index, 4)
-  close(got, [[4, 7, 0, 0], [12, 15, 18, 0]])
-  x = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], np.float32)
-  tok = jax.jit(adv.turns_to_tokens)(x, turn_index, action_mask)
-  close(tok, [[0, 0, 1, 1, 1, 0, 2, 2, 0, 0], [0, 5, 5, 0, 0, 6, 0, 7, 7, 0]])
-
-
 def test_turn_level_gae_broadcasts_turn_gae():
   turn_index, _, action_mask = hand_case()
   rng = np.random.RandomState(0)

@@ -107,7 +107,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from agentrl import advantages, credit, losses, policy, sources
+from agentrl import advantages, credit, losses, policy, sources, turns
+from agentrl._math import masked_mean
 from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, apply_gradients,
                                      epochs_scan, jit_update, objective_and_grad, optimizer,
                                      reduce_metrics, term)
@@ -167,10 +168,8 @@ def anchor_ids(batch: TrajectoryBatch, *, mode: str = "history") -> Array:
   init = jnp.zeros(tokens.shape[:1], jnp.uint32)
   _, before = jax.lax.scan(step, init, (tokens.T, real.T, action.T))
   before = jax.lax.bitcast_convert_type(before.T, jnp.int32)
-  turn = batch.turn_index
-  prev_same = jnp.pad(action[:, :-1] & (turn[:, :-1] == turn[:, 1:]), ((0, 0), (1, 0)))
-  first = action & ~prev_same
-  return advantages.tokens_to_turns(before, first, turn, batch.rewards.shape[1])
+  first = turns.turn_starts(batch.turn_index, action)
+  return turns.tokens_to_turns(before, first, batch.turn_index, batch.rewards.shape[1])
 
 
 def information_gain_logprobs(answer_logprob: Array, turn_mask: Array) -> tuple[Array, Array]:
@@ -384,7 +383,7 @@ def init_state(config, models: Models, tx, frozen: dict[str, Any] | None = None)
 def _masked_stats(x: Array, mask: Array) -> tuple[Array, Array]:
   m = mask.astype(jnp.float32)
   n = jnp.maximum(m.sum(), 1.0)
-  mean = jnp.sum(jnp.where(mask, x, 0.0)) / n
+  mean = masked_mean(x, mask)
   var = jnp.sum(m * jnp.square(jnp.where(mask, x, 0.0) - mean)) / n
   return mean, jnp.sqrt(var)
 
@@ -448,7 +447,7 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
       extra[f"{name}/answer_prob"] = _masked_stats(jnp.exp(before), turn_mask)[0]
       extra[f"{name}/info_gain"] = _masked_stats(jnp.exp(after) - jnp.exp(before), turn_mask)[0]
     turn_adv, turn_clip = group_turn_advantages(batch, answer_logprob=answer_lp, **adv_kwargs)
-    to_tokens = lambda x: advantages.turns_to_tokens(x, batch.turn_index, batch.action_mask)  # noqa: E731
+    to_tokens = lambda x: turns.turns_to_tokens(x, batch.turn_index, batch.action_mask)  # noqa: E731
     token_adv = to_tokens(turn_adv)
     clip_scale = None
     if credit_mode == "a2tgpo":

@@ -80,13 +80,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agentrl import advantages, hiper, losses, policy, sources
+from agentrl import advantages, hiper, losses, policy, sources, turns
+from agentrl._math import masked_mean as _masked_mean
 from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, jit_update, optimizer,
                                      term)
 from agentrl.algorithms import ppo
 from agentrl.envs import hierarchical
 from agentrl.models import heads
 from agentrl.models.decoder import DecoderConfig
+from agentrl.turns import first_position
 from agentrl.types import TrajectoryBatch
 
 Array = jax.Array
@@ -121,19 +123,6 @@ def reply_tables(tokenizer) -> ReplyTables:
   return ReplyTables(nxt, region, a.start, a.accept_switch, a.accept_keep)
 
 
-def first_position(cond: Array, turn_index: Array, num_turns: int) -> Array:
-  """int32[B, K]: the first token t of turn k with cond[b, t]; T where there is none."""
-  chex.assert_rank([cond, turn_index], 2)
-  chex.assert_equal_shape([cond, turn_index])
-  b, t = cond.shape
-  valid = cond.astype(bool) & (turn_index >= 0) & (turn_index < num_turns)
-  idx = jnp.where(valid, turn_index, num_turns)
-  rows = jnp.broadcast_to(jnp.arange(b)[:, None], idx.shape)
-  pos = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32)[None, :], idx.shape)
-  out = jnp.full((b, num_turns), t, jnp.int32)
-  return out.at[rows, idx].min(jnp.where(valid, pos, t), mode="drop")
-
-
 def parse_replies(tokens: Array, action_mask: Array, turn_index: Array, turn_end: Array, *,
                   tables: ReplyTables, num_turns: int) -> dict[str, Array]:
   """Runs the reply automaton over every turn's action tokens (jittable).
@@ -152,7 +141,7 @@ def parse_replies(tokens: Array, action_mask: Array, turn_index: Array, turn_end
   chex.assert_rank([tokens, action_mask, turn_index, turn_end], 2)
   chex.assert_equal_shape([tokens, action_mask, turn_index, turn_end])
   act = action_mask.astype(bool) & (turn_index >= 0)
-  starts = ppo.turn_starts(turn_index, act)
+  starts = turns.turn_starts(turn_index, act)
   nxt, reg = jnp.asarray(tables.next), jnp.asarray(tables.region, jnp.int32)
   vocab = nxt.shape[1]
   tok = jnp.clip(tokens, 0, vocab - 1)
@@ -175,9 +164,9 @@ def parse_replies(tokens: Array, action_mask: Array, turn_index: Array, turn_end
   _, (region, states, hashes) = jax.lax.scan(step, init, (tok.T, act.T, starts.T))
   region, states, hashes = region.T, states.T, hashes.T
   last = act & turn_end.astype(bool)
-  final = advantages.tokens_to_turns(states, last, turn_index, num_turns)
-  subgoal_hash = advantages.tokens_to_turns(jax.lax.bitcast_convert_type(hashes, jnp.int32),
-                                            last, turn_index, num_turns)
+  final = turns.tokens_to_turns(states, last, turn_index, num_turns)
+  subgoal_hash = turns.tokens_to_turns(jax.lax.bitcast_convert_type(hashes, jnp.int32),
+                                       last, turn_index, num_turns)
   said_switch = final == tables.accept_switch
   said_keep = final == tables.accept_keep
   return {"region": region, "well_formed": said_switch | said_keep, "said_switch": said_switch,
@@ -246,7 +235,7 @@ def token_masks(region: Array, well_formed: Array, boundary: Array, turn_index: 
   """The three disjoint token masks [B, T]: `low` (action part, and every token of a
   malformed turn), `high` (subgoal part of boundary turns), `term` (switch part)."""
   act = action_mask.astype(bool) & (turn_index >= 0)
-  to_tokens = lambda x: advantages.turns_to_tokens(x.astype(jnp.int32), turn_index, act) > 0  # noqa: E731
+  to_tokens = lambda x: turns.turns_to_tokens(x.astype(jnp.int32), turn_index, act) > 0  # noqa: E731
   good, bound = to_tokens(well_formed), to_tokens(boundary)
   return {"low": act & (~good | (region == hierarchical.ACTION_PART)),
           "high": act & good & bound & (region == hierarchical.SUBGOAL_PART),
@@ -266,12 +255,6 @@ def head_positions(region: Array, action_mask: Array, turn_index: Array,
   subgoal = first_position(act & (region == hierarchical.SUBGOAL_PART), turn_index, num_turns)
   low = jnp.where(action < t, action, jnp.where(subgoal < t, subgoal, start))
   return start, low
-
-
-def _gather(hidden: Array, pos: Array) -> Array:
-  """hidden [B, T, E] at positions [B, K] (clamped into range) -> [B, K, E]."""
-  t = hidden.shape[1]
-  return jnp.take_along_axis(hidden, jnp.clip(pos, 0, t - 1)[..., None], axis=1)
 
 
 # ----------------------------------------------------------------------------- the algorithm
@@ -356,14 +339,9 @@ def _evaluate(params, s: Settings, data) -> policy.PolicyOutput:
 def critic_values(critic_params, s: Settings, hidden: Array, start: Array, low: Array
                   ) -> dict[str, Array]:
   """V_high, V_low, V_term [B, K] read from `hidden` [B, T, E] at the head positions."""
-  at_start = s.critic.apply({"params": critic_params}, _gather(hidden, start))
-  at_low = s.critic.apply({"params": critic_params}, _gather(hidden, low))
+  at_start = s.critic.apply({"params": critic_params}, turns.gather_positions(hidden, start))
+  at_low = s.critic.apply({"params": critic_params}, turns.gather_positions(hidden, low))
   return {"high": at_start[..., HIGH], "low": at_low[..., LOW], "term": at_start[..., TERM]}
-
-
-def _masked_mean(x: Array, mask: Array) -> Array:
-  mask = mask.astype(bool)
-  return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1).astype(jnp.float32)
 
 
 def prepare(policy_params, critic_params, ref_params, batch: TrajectoryBatch, s: Settings
@@ -394,13 +372,13 @@ def prepare(policy_params, critic_params, ref_params, batch: TrajectoryBatch, s:
                                lambda_turn=s.lambda_turn, lambda_seg=s.lambda_seg,
                                bootstrap_truncated=s.bootstrap_truncated)
   masks = token_masks(parsed["region"], well_formed, hae["boundary"], batch.turn_index, act)
-  has = {k: (ppo.turn_sums(m.astype(jnp.float32), batch.turn_index, m, num_turns) > 0)
+  has = {k: (turns.turn_sums(m.astype(jnp.float32), batch.turn_index, m, num_turns) > 0)
          & turn_mask for k, m in masks.items()}
   adv = {k: hae[f"{k}_adv"] for k in ("low", "high", "term")}
   if s.whiten:
     adv = {k: advantages.whiten(a, has[k]) for k, a in adv.items()}
-  token_adv = sum(advantages.turns_to_tokens(jnp.where(has[k], adv[k], 0.0), batch.turn_index,
-                                             masks[k]) for k in adv)
+  token_adv = sum(turns.turns_to_tokens(jnp.where(has[k], adv[k], 0.0), batch.turn_index,
+                                        masks[k]) for k in adv)
   value_masks = {"low": turn_mask, "high": hae["boundary"], "term": turn_mask}
   data.update(advantages=token_adv, policy_mask=masks["low"] | masks["high"] | masks["term"],
               **{f"old_{k}": jnp.where(value_masks[k], v, 0.0) for k, v in values.items()},

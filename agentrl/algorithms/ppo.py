@@ -69,7 +69,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from agentrl import advantages, losses, policy, sources
+from agentrl import advantages, losses, policy, sources, turns
 from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, apply_gradients,
                                      epochs_scan, jit_update, objective_and_grad, optimizer,
                                      reduce_metrics, term)
@@ -101,8 +101,8 @@ def shaped_token_rewards(rewards: Array, turn_index: Array, turn_end: Array, act
     float32[B, T], 0 off the action tokens.
   """
   mask = action_mask.astype(bool)
-  placed = advantages.turns_to_tokens(rewards.astype(jnp.float32), turn_index,
-                                      mask & turn_end.astype(bool))
+  placed = turns.turns_to_tokens(rewards.astype(jnp.float32), turn_index,
+                                 mask & turn_end.astype(bool))
   kl = jnp.where(mask, behaviour_logprobs - ref_logprobs, 0.0)
   return jnp.where(mask, placed - kl_coef * kl, 0.0)
 
@@ -110,31 +110,14 @@ def shaped_token_rewards(rewards: Array, turn_index: Array, turn_end: Array, act
 def token_dones(dones: Array, turn_index: Array, turn_end: Array, action_mask: Array) -> Array:
   """The turn's terminal flag on its last action token: bool[B, T]."""
   end = action_mask.astype(bool) & turn_end.astype(bool)
-  return advantages.turns_to_tokens(dones.astype(jnp.float32), turn_index, end) > 0
+  return turns.turns_to_tokens(dones.astype(jnp.float32), turn_index, end) > 0
 
 
-def turn_starts(turn_index: Array, action_mask: Array) -> Array:
-  """bool[B, T]: the first action token of each agent turn."""
-  mask = action_mask.astype(bool)
-  prev_turn = jnp.pad(jnp.where(mask, turn_index, -1), ((0, 0), (1, 0)), constant_values=-1)
-  return mask & (turn_index >= 0) & (prev_turn[:, :-1] != turn_index)
-
-
-def turn_values(values_t: Array, turn_index: Array, action_mask: Array, num_turns: int) -> Array:
-  """V(s_k) [B, K]: the token value read at the first action token of each turn (the hidden
-  state there is the one before turn k's action)."""
-  return advantages.tokens_to_turns(values_t, turn_starts(turn_index, action_mask), turn_index,
-                                    num_turns)
-
-
-def turn_sums(x: Array, turn_index: Array, action_mask: Array, num_turns: int) -> Array:
-  """Σ over each turn's action tokens of a token quantity: [B, T] -> [B, K]."""
-  b = x.shape[0]
-  valid = action_mask.astype(bool) & (turn_index >= 0) & (turn_index < num_turns)
-  idx = jnp.where(valid, turn_index, num_turns)
-  rows = jnp.broadcast_to(jnp.arange(b)[:, None], idx.shape)
-  out = jnp.zeros((b, num_turns), jnp.float32)
-  return out.at[rows, idx].add(jnp.where(valid, x, 0.0).astype(jnp.float32), mode="drop")
+# ppo's names for the turn indexing of `agentrl.turns` (V(s_k) is read at the turn's first
+# action token: the hidden state there is the one before turn k's action).
+turn_starts = turns.turn_starts
+turn_values = turns.turn_start_values
+turn_sums = turns.turn_sums
 
 
 # ----------------------------------------------------------------------------- the algorithm

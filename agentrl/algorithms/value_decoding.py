@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from agentrl import rollout as rollout_lib
+from agentrl import turns
 from agentrl import sampling as sampling_lib
 from agentrl.models import heads as heads_lib
 from agentrl.models.decoder import DecoderConfig, KVCache, init_cache
@@ -82,11 +83,8 @@ def init_heads(heads: TokenValueHeads, rng: Array, hidden_size: int):
 
 def action_token_mask(batch: TrajectoryBatch) -> Array:
   """Action tokens of valid turns: where the token-level losses are taken [B, T]."""
-  k = batch.rewards.shape[1]
-  idx = jnp.clip(batch.turn_index, 0, k - 1)
-  turn_ok = jnp.take_along_axis(batch.turn_mask, idx, axis=1)
-  in_range = (batch.turn_index >= 0) & (batch.turn_index < k)
-  return batch.action_mask & batch.attention_mask & in_range & turn_ok
+  return (turns.valid_turn_tokens(batch.action_mask, batch.turn_index, batch.turn_mask)
+          & batch.attention_mask)
 
 
 def token_rewards(batch: TrajectoryBatch) -> tuple[Array, Array]:
@@ -96,12 +94,9 @@ def token_rewards(batch: TrajectoryBatch) -> tuple[Array, Array]:
   where token t is the `turn_end` of turn k (0 elsewhere), `dones[b, t] = batch.dones[b, k]`
   there (False elsewhere).
   """
-  k = batch.rewards.shape[1]
-  idx = jnp.clip(batch.turn_index, 0, k - 1)
   at_end = action_token_mask(batch) & batch.turn_end
-  rewards = jnp.where(at_end, jnp.take_along_axis(batch.rewards, idx, axis=1), 0.0)
-  dones = at_end & jnp.take_along_axis(batch.dones, idx, axis=1)
-  return rewards.astype(jnp.float32), dones
+  rewards = turns.turns_to_tokens(batch.rewards.astype(jnp.float32), batch.turn_index, at_end)
+  return rewards, turns.turns_to_tokens(batch.dones.astype(bool), batch.turn_index, at_end)
 
 
 def next_action_index(mask: Array) -> tuple[Array, Array]:

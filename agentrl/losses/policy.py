@@ -25,26 +25,17 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from agentrl._math import masked_mean, safe_div
+
 Array = jax.Array
 
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
 
-def _safe_div(num: Array, den: Array) -> Array:
-  """num / den, and 0 where den == 0 (no NaN, and no NaN gradient)."""
-  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
-
-
 def _masked(x: Array, mask: Array, fill: float = 0.0) -> Array:
   """x on the unmasked entries, `fill` elsewhere (garbage in padding cannot leak)."""
   return jnp.where(mask, x, jnp.asarray(fill, x.dtype))
-
-
-def _token_mean(x: Array, mask: Array) -> Array:
-  """Token mean over the unmasked entries, for logging; 0 if none."""
-  mask = mask.astype(bool)
-  return _safe_div(jnp.sum(_masked(x, mask)), jnp.sum(mask).astype(jnp.float32))
 
 
 def aggregate(
@@ -85,7 +76,7 @@ def aggregate(
     loss_sum = jnp.sum(sum_per_seq)
     loss_weight = jnp.sum(tokens_per_seq)
   elif mode == "seq-mean-token-mean":
-    loss_sum = jnp.sum(_safe_div(sum_per_seq, tokens_per_seq))
+    loss_sum = jnp.sum(safe_div(sum_per_seq, tokens_per_seq))
     loss_weight = jnp.sum(tokens_per_seq > 0).astype(jnp.float32)
   elif mode == "seq-mean-token-sum-norm":
     norm = per_token.shape[-1] if max_tokens is None else max_tokens
@@ -95,7 +86,7 @@ def aggregate(
     loss_weight = jnp.sum(tokens_per_seq > 0).astype(jnp.float32)
   else:
     raise ValueError(f"aggregate: unknown mode {mode!r}; valid modes: {', '.join(AGGREGATIONS)}.")
-  return _safe_div(loss_sum, loss_weight), loss_sum, loss_weight
+  return safe_div(loss_sum, loss_weight), loss_sum, loss_weight
 
 
 def _clipped_surrogate(
@@ -136,11 +127,11 @@ def _policy_metrics(
 ) -> dict[str, Array]:
   return _loss_metrics(
       loss, loss_sum, loss_weight,
-      clip_fraction=_token_mean(is_clipped.astype(jnp.float32), mask),
-      dual_clip_fraction=_token_mean(is_dual.astype(jnp.float32), mask),
+      clip_fraction=masked_mean(is_clipped.astype(jnp.float32), mask),
+      dual_clip_fraction=masked_mean(is_dual.astype(jnp.float32), mask),
       # KL(π_old ‖ π_θ) by k3 on behaviour samples: r − 1 − log r with r = π_θ/π_old.
-      approx_kl=_token_mean(jnp.expm1(log_ratio) - log_ratio, mask),
-      ratio_mean=_token_mean(ratio, mask),
+      approx_kl=masked_mean(jnp.expm1(log_ratio) - log_ratio, mask),
+      ratio_mean=masked_mean(ratio, mask),
       num_tokens=jnp.sum(mask).astype(jnp.float32))
 
 
@@ -232,9 +223,9 @@ def clipped_value_loss(
   loss, loss_sum, loss_weight = aggregate(per_token, mask, mode=aggregation, max_tokens=max_tokens)
   metrics = _loss_metrics(
       loss, loss_sum, loss_weight,
-      vf_clip_fraction=_token_mean((err_clipped > err).astype(jnp.float32), mask),
-      value_mean=_token_mean(values, mask),
-      return_mean=_token_mean(returns, mask))
+      vf_clip_fraction=masked_mean((err_clipped > err).astype(jnp.float32), mask),
+      value_mean=masked_mean(values, mask),
+      return_mean=masked_mean(returns, mask))
   return loss, metrics
 
 
@@ -309,7 +300,7 @@ def kl_loss(
   loss, loss_sum, loss_weight = aggregate(per_token, mask, mode=aggregation, max_tokens=max_tokens)
   metrics = _loss_metrics(
       loss, loss_sum, loss_weight,
-      kl=_token_mean(per_token, mask))
+      kl=masked_mean(per_token, mask))
   return loss, metrics
 
 
@@ -352,7 +343,7 @@ def entropy_loss(
   loss, loss_sum, loss_weight = aggregate(-entropy, mask, mode=aggregation, max_tokens=max_tokens)
   metrics = _loss_metrics(
       loss, loss_sum, loss_weight,
-      entropy=_token_mean(entropy, mask))
+      entropy=masked_mean(entropy, mask))
   return loss, metrics
 
 
@@ -380,7 +371,7 @@ def bc_loss(
   loss, loss_sum, loss_weight = aggregate(nll, mask, mode=aggregation, max_tokens=max_tokens)
   metrics = _loss_metrics(
       loss, loss_sum, loss_weight,
-      nll=_token_mean(nll, mask))
+      nll=masked_mean(nll, mask))
   return loss, metrics
 
 

@@ -13,9 +13,10 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from agentrl._math import masked_mean, safe_div
 # pylint: disable=protected-access  (helpers shared with the token-level losses)
 from agentrl.losses.policy import (_clipped_surrogate, _loss_metrics, _masked, _policy_metrics,
-                                   _safe_div, _token_mean, aggregate)
+                                   aggregate)
 
 Array = jax.Array
 
@@ -51,7 +52,7 @@ def turn_level_ratio(
   onehot = jax.nn.one_hot(jnp.where(valid, turn_index, -1), num_turns, dtype=log_ratio.dtype)
   sum_per_turn = jnp.einsum("bt,btk->bk", log_ratio, onehot)  # [B, K]
   count_per_turn = jnp.sum(onehot, axis=1)  # [B, K]
-  mean_per_turn = _safe_div(sum_per_turn, count_per_turn)
+  mean_per_turn = safe_div(sum_per_turn, count_per_turn)
   mean_per_token = jnp.einsum("bk,btk->bt", mean_per_turn, onehot)
   return jnp.where(valid, jnp.exp(mean_per_token), 1.0)
 
@@ -115,7 +116,7 @@ def turn_ppo_loss(
   per_token, is_clipped, is_dual = _clipped_surrogate(
       w, advantages, mask, clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip)
   loss, loss_sum, loss_weight = aggregate(per_token, mask, mode=aggregation, max_tokens=max_tokens)
-  clip_fraction = jax.lax.stop_gradient(_token_mean(is_clipped.astype(jnp.float32), mask))
+  clip_fraction = jax.lax.stop_gradient(masked_mean(is_clipped.astype(jnp.float32), mask))
   norm = jnp.asarray(1.0, jnp.float32)
   if clip_normalizer is not None:
     norm = jax.lax.stop_gradient(jnp.asarray(clip_normalizer(clip_fraction), jnp.float32))
@@ -124,7 +125,7 @@ def turn_ppo_loss(
   metrics = _policy_metrics(
       loss, loss_sum, loss_weight, log_ratio, jnp.exp(log_ratio), is_clipped, is_dual, mask)
   metrics["clip_normalizer"] = norm
-  metrics["turn_ratio_mean"] = jax.lax.stop_gradient(_token_mean(w, mask))
+  metrics["turn_ratio_mean"] = jax.lax.stop_gradient(masked_mean(w, mask))
   return loss, metrics
 
 
@@ -215,12 +216,12 @@ def refuel_loss(
   per_pair = _masked(jnp.square(residual), valid)
   loss_sum = jnp.sum(per_pair)
   loss_weight = jnp.sum(valid).astype(jnp.float32)
-  loss = _safe_div(loss_sum, loss_weight)
+  loss = safe_div(loss_sum, loss_weight)
   metrics = _loss_metrics(
       loss, loss_sum, loss_weight,
-      log_ratio_diff=_safe_div(jnp.sum(_masked(delta, valid)), loss_weight),
-      reward_diff=_safe_div(jnp.sum(reward_diff), loss_weight),
-      residual_abs=_safe_div(jnp.sum(_masked(jnp.abs(residual), valid)), loss_weight),
+      log_ratio_diff=safe_div(jnp.sum(_masked(delta, valid)), loss_weight),
+      reward_diff=safe_div(jnp.sum(reward_diff), loss_weight),
+      residual_abs=safe_div(jnp.sum(_masked(jnp.abs(residual), valid)), loss_weight),
       num_pairs=loss_weight)
   return loss, metrics
 
