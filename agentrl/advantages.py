@@ -1,4 +1,4 @@
-"""Advantage estimators: recursions, whitening, group baselines and their registry.
+"""Advantage estimators: recursions, whitening, group baselines and their registries.
 
 Every function is pure: arrays in, arrays out, hyperparameters keyword-only. Layouts are
 batch-major: token arrays are [B, T], turn arrays are [B, K], per-trajectory arrays are [B].
@@ -15,6 +15,7 @@ same id, any int in [0, B)); group statistics are segment sums over the valid tr
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, Optional
 
@@ -325,3 +326,83 @@ ESTIMATORS: dict[str, Callable] = {
 def get_estimator(name: str) -> Callable:
   """The estimator registered under `name`; ValueError listing the valid names otherwise."""
   return registry.lookup(ESTIMATORS, name, "advantage estimator")
+
+
+# ----------------------------------------------------------------------------- group estimators
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupEstimator:
+  """A critic-free group estimator, as `agentrl.algorithms.group` runs it by name.
+
+  Fields:
+    normalize: the group normaliser N, called as
+
+        normalize(values [N], group_id int[N], mask bool[N], *, eps, unbiased_std,
+                  group_baseline) -> [N]
+
+      with ids in [0, N) and the advantages 0 where mask is false. The options come from the
+      config: `eps` and `unbiased_std` are None unless set (use your own default then),
+      `group_baseline` is a bool; take `**options` to ignore the ones you do not use. The
+      group methods apply N to the episode returns (credit "none") or to a per-turn signal,
+      over the groups each credit option picks (`credit.group_turn_credit`). None for an
+      estimator that builds its turn advantages itself (GiGPO).
+    credits: the credit options it supports (`config.credit`), its default first. None: all
+      of `credit.GROUP_CREDITS`, the ones that compose with `normalize`. GiGPO names its own
+      two (`credit.ANCHOR_CREDITS`), which read anchor states instead of a normaliser.
+    aggregation: its default loss aggregation (a `losses.aggregate` mode).
+    gamma: its default turn discount γ.
+  """
+
+  normalize: Optional[Callable[..., Array]]
+  credits: Optional[tuple[str, ...]] = None
+  aggregation: str = "token-mean"
+  gamma: float = 1.0
+
+
+def _grpo_normalize(values: Array, group_id: Array, mask: Array, *, eps=None,
+                    unbiased_std=None, normalize_std: bool = True, **_) -> Array:
+  return grpo_advantages(values, group_id, mask, eps=1e-6 if eps is None else eps,
+                         normalize_std=normalize_std, unbiased_std=bool(unbiased_std))
+
+
+def _rloo_normalize(values: Array, group_id: Array, mask: Array, **_) -> Array:
+  return rloo_advantages(values, group_id, mask)
+
+
+def _reinforce_pp_normalize(values: Array, group_id: Array, mask: Array, *, eps=None,
+                            group_baseline: bool = False, **_) -> Array:
+  return reinforce_pp_advantages(values, mask, group_id=group_id if group_baseline else None,
+                                 eps=1e-8 if eps is None else eps)
+
+
+#: name -> `GroupEstimator`; `algorithms.group` looks `config.estimator` up here.
+GROUP_ESTIMATORS: dict[str, GroupEstimator] = {
+    "grpo": GroupEstimator(_grpo_normalize, aggregation="seq-mean-token-mean"),
+    "dr_grpo": GroupEstimator(functools.partial(_grpo_normalize, normalize_std=False),
+                              aggregation="seq-mean-token-sum-norm"),
+    "rloo": GroupEstimator(_rloo_normalize),
+    "reinforce_pp": GroupEstimator(_reinforce_pp_normalize),
+    # GiGPO's advantages come from `credit.gigpo_advantages` over anchor-state buckets.
+    "gigpo": GroupEstimator(None, credits=("gigpo", "gigpo_mean_norm"), gamma=0.95),
+}
+
+
+def register_group_estimator(name: str, normalize: Callable[..., Array], *,
+                             replace: bool = False, **fields) -> GroupEstimator:
+  """Registers the group normaliser `normalize` (see `GroupEstimator`) under `name`.
+
+  `fields` set the other `GroupEstimator` fields (credits, aggregation, gamma). A taken name
+  is a ValueError unless `replace`. Returns the entry; the group methods then accept `name`
+  as their estimator (`config.estimator`).
+  """
+  if name in GROUP_ESTIMATORS and not replace:
+    raise ValueError(f"group estimator {name!r} is already registered.")
+  entry = GroupEstimator(normalize, **fields)
+  GROUP_ESTIMATORS[name] = entry
+  return entry
+
+
+def get_group_estimator(name: str) -> GroupEstimator:
+  """The group estimator registered under `name`; ValueError listing the valid names."""
+  return registry.lookup(GROUP_ESTIMATORS, name, "group estimator")

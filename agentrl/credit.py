@@ -8,12 +8,18 @@ and always come out as 0, so padding is inert. Groupings are explicit int id arr
 in [0, B), anchor-state ids, roles); group statistics are segment sums over valid entries.
 
 Turn-level outputs reach the tokens through `turns.turns_to_tokens`.
+
+The group-normalised estimators (IGPO, A²TGPO, MARS, and the turn-group z-score) take an
+optional `normalize`: a group normaliser N(values [N], ids int[N] in [0, N), mask bool[N]) -> [N]
+(e.g. an `advantages.GROUP_ESTIMATORS` entry's, with its options bound) that replaces their
+z-score; `group_turn_credit` composes them into the credit options of `algorithms.group`, so
+each runs with any group estimator's normalisation.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import chex
 import jax
@@ -25,6 +31,8 @@ from agentrl.advantages import discounted_returns, grpo_advantages
 from agentrl.hiper import hiper_advantages  # re-exported: registered below as "hiper"
 
 Array = jax.Array
+#: A group normaliser N(values [N], ids int[N] in [0, N), mask bool[N]) -> [N], 0 where masked.
+Normalizer = Callable[[Array, Array, Array], Array]
 
 
 def _segment_stats(x: Array, seg: Array, mask: Array, num_segments: int, *,
@@ -60,6 +68,11 @@ def pair_ids(a: Array, b: Array) -> Array:
   new = jnp.concatenate([jnp.ones((1,), bool), (a_s[1:] != a_s[:-1]) | (b_s[1:] != b_s[:-1])])
   ids_sorted = jnp.cumsum(new.astype(jnp.int32)) - 1
   return jnp.zeros_like(ids_sorted).at[order].set(ids_sorted).reshape(shape)
+
+
+def _normalize_flat(normalize: Normalizer, x: Array, seg: Array, mask: Array) -> Array:
+  """`normalize` over the flattened entries of x (any shape) grouped by `seg`, reshaped back."""
+  return normalize(x.reshape(-1), seg.reshape(-1), mask.reshape(-1)).reshape(x.shape)
 
 
 def _turn_returns(rewards: Array, mask: Array, gamma: float) -> Array:
@@ -153,13 +166,15 @@ def gigpo_advantages(episode_returns: Array, group_id: Array, turn_rewards: Arra
 
 
 def turn_group_normalize(x: Array, group_id: Array, turn_mask: Array, *, eps: float = 1e-6,
-                         unbiased_std: bool = False) -> Array:
+                         unbiased_std: bool = False,
+                         normalize: Optional[Normalizer] = None) -> Array:
   """Turn-group z-score (A²TGPO, Chen et al. 2026, arXiv 2605.06200, §(i)):
 
   x̂_{i,t} = (x_{i,t} − μ_{q,t}) / (σ_{q,t} + ε),
 
   with μ, σ over the rollouts i of prompt group q that have a valid turn t (key
-  group_id · K + t). Fewer than two peers, or zero variance, gives 0.
+  group_id · K + t). Fewer than two peers, or zero variance, gives 0. With `normalize`, N
+  over the same (q, t) groups replaces the z-score (eps and unbiased_std are then unused).
 
   Args:
     x: [B, K] per-turn signal (e.g. information gain).
@@ -167,6 +182,7 @@ def turn_group_normalize(x: Array, group_id: Array, turn_mask: Array, *, eps: fl
     turn_mask: bool[B, K] valid turns.
     eps: ε added to the std.
     unbiased_std: n−1 std (default population std, as the re-implementations).
+    normalize: optional group normaliser N (see the module docstring).
 
   Returns:
     [B, K], 0 on masked turns.
@@ -177,6 +193,8 @@ def turn_group_normalize(x: Array, group_id: Array, turn_mask: Array, *, eps: fl
   x = as_float(x)
   turn_mask = turn_mask.astype(bool)
   seg = group_id[:, None] * k + jnp.arange(k)[None, :]
+  if normalize is not None:
+    return _normalize_flat(normalize, x, seg, turn_mask)
   mean, std, n = _segment_stats(x, seg, turn_mask, b * k, unbiased=unbiased_std)
   mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
   xm = jnp.where(turn_mask, x, 0.0)
@@ -188,7 +206,8 @@ def a2tgpo_advantages(info_gain: Array, outcome_rewards: Array, group_id: Array,
                       turn_mask: Array, *, gamma: float = 1.0, lambda_ig: float = 1.0,
                       lambda_outcome: float = 1.0, outcome_on_all_turns: bool = True,
                       clip_eps: float = 0.2, beta: float = 0.3, eps: float = 1e-6,
-                      unbiased_std: bool = False) -> tuple[Array, Array]:
+                      unbiased_std: bool = False,
+                      normalize: Optional[Normalizer] = None) -> tuple[Array, Array]:
   """A²TGPO: turn-group normalisation, variance-rescaled discounted accumulation and adaptive
   turn-level clipping (Chen et al. 2026, arXiv 2605.06200, §(i)–(iii)).
 
@@ -201,7 +220,8 @@ def a2tgpo_advantages(info_gain: Array, outcome_rewards: Array, group_id: Array,
   Unverified details, as flags: λ_IG, λ_o (the re-implementation uses 1, 1, γ = 1), and where
   the outcome advantage goes: every valid turn (`outcome_on_all_turns=True`) or only the last
   valid (answer) turn. Pass IG = 0 on the answer turn if it carries no information gain.
-  A^out uses `grpo_advantages` (singleton group → 0).
+  A^out uses `grpo_advantages` (singleton group → 0). With `normalize`, N replaces both
+  z-scores: over the (q, t) groups in (i) and over the groups q for A^out.
 
   Args:
     info_gain: [B, K] per-turn information gain IG (e.g. from `igpo_turn_rewards`, without the
@@ -216,6 +236,7 @@ def a2tgpo_advantages(info_gain: Array, outcome_rewards: Array, group_id: Array,
     beta: clip adaptation strength β.
     eps: ε for the std.
     unbiased_std: n−1 std in both normalisations.
+    normalize: optional group normaliser N (see the module docstring).
 
   Returns:
     (advantages [B, K], clip ranges ε_{i,t} [B, K]); both 0 on masked turns. Broadcast both to
@@ -227,17 +248,20 @@ def a2tgpo_advantages(info_gain: Array, outcome_rewards: Array, group_id: Array,
   turn_mask = turn_mask.astype(bool)
   traj_mask = turn_mask.any(axis=1)
   ig_hat = turn_group_normalize(info_gain, group_id, turn_mask, eps=eps,
-                                unbiased_std=unbiased_std)
+                                unbiased_std=unbiased_std, normalize=normalize)
   acc = _turn_returns(ig_hat, turn_mask, gamma)
   remaining = jnp.cumsum(turn_mask[:, ::-1].astype(acc.dtype), axis=1)[:, ::-1]
-  a_ig = acc / jnp.sqrt(jnp.maximum(remaining, 1.0))
-  a_out = grpo_advantages(outcome_rewards, group_id, traj_mask, eps=eps,
-                          unbiased_std=unbiased_std)
+  if normalize is None:
+    a_out = grpo_advantages(outcome_rewards, group_id, traj_mask, eps=eps,
+                            unbiased_std=unbiased_std)
+  else:
+    a_out = normalize(outcome_rewards, group_id, traj_mask)
   if outcome_on_all_turns:
     out_turn = turn_mask
   else:
     out_turn = turn_mask & (remaining == 1.0)
-  adv = lambda_ig * a_ig + lambda_outcome * jnp.where(out_turn, a_out[:, None], 0.0)
+  adv = (lambda_ig * acc / jnp.sqrt(jnp.maximum(remaining, 1.0))
+         + lambda_outcome * jnp.where(out_turn, a_out[:, None], 0.0))
   c = 1.0 + beta * (2.0 * jax.nn.sigmoid(ig_hat) - 1.0)
   return jnp.where(turn_mask, adv, 0.0), jnp.where(turn_mask, clip_eps * c, 0.0)
 
@@ -280,7 +304,8 @@ def igpo_turn_rewards(gt_logprob_before: Array, gt_logprob_after: Array,
 
 
 def igpo_advantages(turn_rewards: Array, group_id: Array, turn_mask: Array, *,
-                    gamma: float = 1.0, eps: float = 1e-6, unbiased_std: bool = False) -> Array:
+                    gamma: float = 1.0, eps: float = 1e-6, unbiased_std: bool = False,
+                    normalize: Optional[Normalizer] = None) -> Array:
   """IGPO advantage (Wang et al. 2025, arXiv 2510.14967, §3, paper form):
 
   (1) r̃_{i,t} = (r_{i,t} − mean(R_q)) / (std(R_q) + ε),  R_q = {r_{i,t}: i ∈ q, t ≤ Tᵢ}
@@ -289,7 +314,8 @@ def igpo_advantages(turn_rewards: Array, group_id: Array, turn_mask: Array, *,
   The z-score pools every valid turn reward of the prompt group's rollouts. γ is not given in
   the sources retrieved (unverified; the released code has a variant with γ = 0.5), so it is a
   keyword. A group with fewer than two valid turn rewards gets r̃ = 0. The released code's
-  per-token group-mean variant is not this function.
+  per-token group-mean variant is not this function. With `normalize`, N over the same groups
+  replaces the z-score in (1) (eps and unbiased_std are then unused).
 
   Args:
     turn_rewards: [B, K] per-turn rewards (`igpo_turn_rewards`).
@@ -298,6 +324,7 @@ def igpo_advantages(turn_rewards: Array, group_id: Array, turn_mask: Array, *,
     gamma: discount γ.
     eps: ε added to the std.
     unbiased_std: n−1 std.
+    normalize: optional group normaliser N (see the module docstring).
 
   Returns:
     [B, K] advantages, 0 on masked turns.
@@ -308,6 +335,8 @@ def igpo_advantages(turn_rewards: Array, group_id: Array, turn_mask: Array, *,
   turn_mask = turn_mask.astype(bool)
   r = as_float(turn_rewards)
   seg = jnp.broadcast_to(group_id[:, None], (b, k))
+  if normalize is not None:
+    return _turn_returns(_normalize_flat(normalize, r, seg, turn_mask), turn_mask, gamma)
   mean, std, n = _segment_stats(r, seg, turn_mask, b, unbiased=unbiased_std)
   mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
   z = safe_div(jnp.where(turn_mask, r, 0.0) - mean, std + eps)
@@ -358,7 +387,8 @@ def spiral_rae_advantages(rewards: Array, baseline_id: Array, mask: Array, basel
 
 def mars_advantages(turn_rewards: Array, turn_role: Array, group_id: Array, turn_mask: Array, *,
                     num_roles: int, gamma: float = 1.0, normalize_std: bool = True,
-                    eps: float = 1e-6, unbiased_std: bool = False) -> Array:
+                    eps: float = 1e-6, unbiased_std: bool = False,
+                    normalize: Optional[Normalizer] = None) -> Array:
   """Per-agent turn-level advantage with role-based group normalisation (MARS / MARSHAL, Yuan,
   Xu et al. 2025, arXiv 2510.15414, turn-level advantage):
 
@@ -369,8 +399,9 @@ def mars_advantages(turn_rewards: Array, turn_role: Array, group_id: Array, turn
   statistics over the valid turns of agent p in prompt group q (key (group, role), the code's
   `_p0` / `_p1` group suffix). n(t, t') counts agent p's own turns between t and t' (unverified;
   irrelevant at the paper's γ = 1). A (group, role) with one valid turn gives 0.
-  normalize_std=False only centres. (The released pipeline's extra whitening passes are separate
-  functions: `advantages.whiten`.)
+  normalize_std=False only centres. With `normalize`, N over the same (group, role) groups
+  replaces the z-score (normalize_std, eps and unbiased_std are then unused). (The released
+  pipeline's extra whitening passes are separate functions: `advantages.whiten`.)
 
   Args:
     turn_rewards: [B, K] reward of each turn to the agent who took it.
@@ -382,6 +413,7 @@ def mars_advantages(turn_rewards: Array, turn_role: Array, group_id: Array, turn
     normalize_std: divide by the (group, role) std.
     eps: ε added to the std.
     unbiased_std: n−1 std.
+    normalize: optional group normaliser N (see the module docstring).
 
   Returns:
     [B, K] advantages, 0 on masked turns.
@@ -395,7 +427,11 @@ def mars_advantages(turn_rewards: Array, turn_role: Array, group_id: Array, turn
   for p in range(num_roles):
     m = turn_mask & (turn_role == p)
     g = g + _turn_returns(r, m, gamma)
-  seg = group_id[:, None] * num_roles + jnp.clip(turn_role, 0, num_roles - 1)
+  role = jnp.clip(turn_role, 0, num_roles - 1)
+  if normalize is not None:  # Dense (group, role) ids: N wants them in [0, B·K).
+    seg = pair_ids(jnp.broadcast_to(group_id[:, None], (b, k)), role)
+    return _normalize_flat(normalize, g, seg, turn_mask)
+  seg = group_id[:, None] * num_roles + role
   mean, std, n = _segment_stats(g, seg, turn_mask, b * num_roles, unbiased=unbiased_std)
   mean, std, n = (v.reshape(b, k) for v in (mean, std, n))
   adv = g - mean
@@ -493,6 +529,162 @@ def over_turn_mask(loss_mask: Array, exceeded: Array) -> Array:
   """
   chex.assert_rank([loss_mask, exceeded], [2, 1])
   return loss_mask.astype(bool) & ~exceeded.astype(bool)[:, None]
+
+
+# ----------------------------------------------------------------------------- group credit
+
+
+#: Credit options that compose with any group normaliser N (`group_turn_credit`).
+GROUP_CREDITS = ("none", "turn", "mars", "igpo", "a2tgpo")
+#: Credit options that read the answer log-probs (information gain).
+ANSWER_CREDITS = ("igpo", "a2tgpo")
+#: GiGPO's credit options: they read anchor-state ids and normalise over their own buckets.
+ANCHOR_CREDITS = ("gigpo", "gigpo_mean_norm")
+
+
+def episode_returns(turn_rewards: Array, turn_mask: Array) -> Array:
+  """Rᵢ = Σ_k r_{i,k} over the valid turns: [B, K] -> float32[B]."""
+  return jnp.sum(jnp.where(turn_mask.astype(bool), turn_rewards.astype(jnp.float32), 0.0),
+                 axis=1)
+
+
+def information_gain_logprobs(answer_logprob: Array, turn_mask: Array) -> tuple[Array, Array]:
+  """(before, after) log-probs of the answer around each turn, [B, K] each.
+
+  before_k = log p_k (context before turn k), after_k = log p_{k+1} for every valid turn but
+  the last; the last valid turn gets after = before (no information gain: the episode ended
+  with it). Feeds `igpo_turn_rewards`; exp(after) − exp(before) is A²TGPO's IG.
+  """
+  turn_mask = turn_mask.astype(bool)
+  nxt = jnp.pad(answer_logprob[:, 1:], ((0, 0), (0, 1)))
+  has_next = jnp.pad(turn_mask[:, 1:], ((0, 0), (0, 1)))
+  before = jnp.where(turn_mask, answer_logprob, 0.0)
+  return before, jnp.where(turn_mask & has_next, nxt, before)
+
+
+class _Turns(NamedTuple):
+  rewards: Array  # [B, K] float
+  mask: Array  # bool[B, K]
+  group_id: Array  # int[B]
+  ret: Array  # [B] episode returns
+  dones: Optional[Array]
+  role: Optional[Array]
+  answer_logprob: Optional[Array]
+  anchor_id: Optional[Array]
+
+
+# One function per credit option: (N, turns, options) -> (advantages [B, K], clip ε or None).
+def _none(n: Normalizer, t: _Turns, **_):
+  return n(t.ret, t.group_id, t.mask.any(axis=1))[:, None], None
+
+
+def _turn(n: Normalizer, t: _Turns, *, gamma, **_):
+  rtg = discounted_returns(t.rewards, t.dones, t.mask, gamma=gamma)
+  return turn_group_normalize(rtg, t.group_id, t.mask, normalize=n), None
+
+
+def _mars(n: Normalizer, t: _Turns, *, gamma, **_):
+  # A row is one role's view, so its turns are that role's: the role joins the group id.
+  ids = pair_ids(t.group_id, t.role)
+  role = jnp.zeros(t.mask.shape, jnp.int32)
+  return mars_advantages(t.rewards, role, ids, t.mask, num_roles=1, gamma=gamma,
+                         normalize=n), None
+
+
+def _igpo(n: Normalizer, t: _Turns, *, gamma, **_):
+  before, after = information_gain_logprobs(t.answer_logprob, t.mask)
+  r = igpo_turn_rewards(before, after, t.ret, t.mask)
+  return igpo_advantages(r, t.group_id, t.mask, gamma=gamma, normalize=n), None
+
+
+def _a2tgpo(n: Normalizer, t: _Turns, *, gamma, lambda_ig, lambda_outcome,
+            outcome_on_all_turns, clip_eps, beta, **_):
+  before, after = information_gain_logprobs(t.answer_logprob, t.mask)
+  ig = jnp.where(t.mask, jnp.exp(after) - jnp.exp(before), 0.0)
+  return a2tgpo_advantages(ig, t.ret, t.group_id, t.mask, gamma=gamma, lambda_ig=lambda_ig,
+                           lambda_outcome=lambda_outcome,
+                           outcome_on_all_turns=outcome_on_all_turns, clip_eps=clip_eps,
+                           beta=beta, normalize=n)
+
+
+def _gigpo(n: Optional[Normalizer], t: _Turns, *, gamma, eps, unbiased_std, omega,
+           episode_stats_over_steps, normalize_std=True, **_):
+  del n  # Unset eps / unbiased_std: GiGPO's own defaults.
+  kw = {k: v for k, v in (("eps", eps), ("unbiased_std", unbiased_std)) if v is not None}
+  return gigpo_advantages(t.ret, t.group_id, t.rewards, t.mask, t.anchor_id, gamma=gamma,
+                          omega=omega, normalize_std=normalize_std,
+                          episode_stats_over_steps=episode_stats_over_steps, **kw), None
+
+
+_GROUP_CREDIT_FNS = {"none": _none, "turn": _turn, "mars": _mars, "igpo": _igpo,
+                     "a2tgpo": _a2tgpo, "gigpo": _gigpo,
+                     "gigpo_mean_norm": functools.partial(_gigpo, normalize_std=False)}
+#: The optional input of `group_turn_credit` each option reads.
+_GROUP_CREDIT_NEEDS = {"turn": "dones", "mars": "role", "igpo": "answer_logprob",
+                       "a2tgpo": "answer_logprob", "gigpo": "anchor_id",
+                       "gigpo_mean_norm": "anchor_id"}
+
+
+def group_turn_credit(credit_mode: str, normalize: Optional[Normalizer], turn_rewards: Array,
+                      turn_mask: Array, group_id: Array, *, dones: Optional[Array] = None,
+                      role: Optional[Array] = None, answer_logprob: Optional[Array] = None,
+                      anchor_id: Optional[Array] = None, gamma: float = 1.0,
+                      eps: Optional[float] = None, unbiased_std: Optional[bool] = None,
+                      omega: float = 1.0, episode_stats_over_steps: bool = True,
+                      lambda_ig: float = 1.0, lambda_outcome: float = 1.0,
+                      outcome_on_all_turns: bool = True, clip_eps: float = 0.2,
+                      beta: float = 0.3) -> tuple[Array, Array]:
+  """One multi-turn credit option of the group methods, with the group normaliser N.
+
+  With Rᵢ = Σ_k r_{i,k} over the valid turns and N any group normaliser (GRPO's z-score,
+  Dr.GRPO's centring, RLOO's leave-one-out, REINFORCE++'s whitening):
+
+    none      A_{i,k} = N(R)ᵢ over the groups g (every turn of the row)
+    turn      N of the return-to-go (stopping at `dones`) over the groups (g, k)
+              (`turn_group_normalize`)
+    mars      `mars_advantages` with N over (g, role of the row)
+    igpo      `igpo_advantages` of `igpo_turn_rewards`, N over g
+    a2tgpo    `a2tgpo_advantages` of IG = exp(after) − exp(before), N for both normalisations
+    gigpo, gigpo_mean_norm   `gigpo_advantages` over the (g, `anchor_id`) buckets, with and
+              without the std (N unused; eps and unbiased_std None: GiGPO's defaults)
+
+  (before, after) come from `information_gain_logprobs(answer_logprob)`. With GRPO's z-score
+  as N, mars, igpo and a2tgpo equal the papers' functions above without `normalize`.
+
+  Args:
+    credit_mode: a key of `GROUP_CREDITS` or `ANCHOR_CREDITS`.
+    normalize: N, with its options bound (see the module docstring); None for the anchor ones.
+    turn_rewards: [B, K] reward after each turn.
+    turn_mask: bool[B, K] valid turns.
+    group_id: int[B] episode group, in [0, B).
+    dones: bool[B, K] true terminals ("turn").
+    role: int[B] the role each row is the view of ("mars").
+    answer_logprob: [B, K] mean log-prob of the answer before each turn ("igpo", "a2tgpo").
+    anchor_id: int[B, K] anchor-state ids ("gigpo", "gigpo_mean_norm").
+    gamma: turn discount γ. The others: the options of the functions above.
+
+  Returns:
+    (advantages [B, K], PPO clip ranges [B, K]: `clip_eps` on every valid turn, A²TGPO's
+    adaptive ones under a2tgpo); both 0 on masked turns.
+  """
+  chex.assert_rank([turn_rewards, turn_mask, group_id], [2, 2, 1])
+  chex.assert_equal_shape([turn_rewards, turn_mask])
+  fn = registry.lookup(_GROUP_CREDIT_FNS, credit_mode, "credit option")
+  inputs = dict(dones=dones, role=role, answer_logprob=answer_logprob, anchor_id=anchor_id)
+  need = _GROUP_CREDIT_NEEDS.get(credit_mode)
+  if need and inputs[need] is None:
+    raise ValueError(f"credit={credit_mode!r} needs `{need}`.")
+  if normalize is None and credit_mode not in ANCHOR_CREDITS:
+    raise ValueError(f"credit={credit_mode!r} needs a group normaliser.")
+  mask = turn_mask.astype(bool)
+  r = as_float(turn_rewards)
+  t = _Turns(r, mask, group_id, episode_returns(r, mask), dones, role, answer_logprob,
+             anchor_id)
+  adv, clip = fn(normalize, t, gamma=gamma, eps=eps, unbiased_std=unbiased_std, omega=omega,
+                 episode_stats_over_steps=episode_stats_over_steps, lambda_ig=lambda_ig,
+                 lambda_outcome=lambda_outcome, outcome_on_all_turns=outcome_on_all_turns,
+                 clip_eps=clip_eps, beta=beta)
+  return jnp.where(mask, adv, 0.0), jnp.where(mask, clip_eps if clip is None else clip, 0.0)
 
 
 # ----------------------------------------------------------------------------- registry

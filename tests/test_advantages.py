@@ -298,3 +298,35 @@ def test_registry():
   assert adv.get_estimator("gae") is adv.gae
   with pytest.raises(ValueError, match="rloo"):
     adv.get_estimator("nope")
+
+
+def test_group_estimators_wrap_the_group_baselines():
+  rw, gid, gm = group_batch(3)
+  est = adv.GROUP_ESTIMATORS
+  assert set(est) == {"grpo", "dr_grpo", "rloo", "reinforce_pp", "gigpo"}
+  opts = dict(eps=None, unbiased_std=None, group_baseline=False)
+  close(est["grpo"].normalize(rw, gid, gm, **opts), ref_group(rw, gid, gm, "grpo"))
+  close(est["dr_grpo"].normalize(rw, gid, gm, **opts), ref_group(rw, gid, gm, "dr_grpo"))
+  close(est["rloo"].normalize(rw, gid, gm, **opts), ref_group(rw, gid, gm, "rloo"))
+  close(est["grpo"].normalize(rw, gid, gm, **{**opts, "unbiased_std": True, "eps": 1e-3}),
+        ref_group(rw, gid, gm, "grpo", eps=1e-3, unbiased=True))
+  close(est["reinforce_pp"].normalize(rw, gid, gm, **opts),
+        ref_whiten(np.where(gm, rw, 0.0), gm))
+  close(est["reinforce_pp"].normalize(rw, gid, gm, **{**opts, "group_baseline": True}),
+        adv.reinforce_pp_baseline_advantages(rw, gid, gm))
+  assert est["gigpo"].normalize is None and est["gigpo"].gamma == 0.95
+  assert (est["grpo"].aggregation, est["rloo"].aggregation) == ("seq-mean-token-mean",
+                                                                "token-mean")
+
+
+def test_register_group_estimator(monkeypatch):
+  monkeypatch.setattr(adv, "GROUP_ESTIMATORS", dict(adv.GROUP_ESTIMATORS))
+  fn = lambda values, group_id, mask, **_: values  # noqa: E731
+  entry = adv.register_group_estimator("identity", fn, gamma=0.5)
+  assert adv.get_group_estimator("identity") is entry and entry.normalize is fn
+  assert entry.gamma == 0.5 and entry.credits is None
+  with pytest.raises(ValueError, match="already registered"):
+    adv.register_group_estimator("identity", fn)
+  assert adv.register_group_estimator("identity", fn, replace=True).gamma == 1.0
+  with pytest.raises(ValueError, match="dr_grpo, gigpo, grpo, identity"):
+    adv.get_group_estimator("nope")

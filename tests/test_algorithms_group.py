@@ -3,11 +3,12 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from agentrl import algorithms, credit
+from agentrl import advantages, algorithms, credit
 from agentrl.algorithms import group
 from agentrl.types import TrajectoryBatch
 from tests import algo_harness as h
@@ -29,6 +30,39 @@ def test_each_estimator_improves_the_toy_task(name):
   assert algorithms.nonfinite_losses(metrics) == [] and int(state.step) == 2
   assert float(metrics[f"{name}/approx_kl"]) > 0  # The second epoch/update is off-policy.
   assert after > before + 0.1, (before, after)
+
+
+def halve_returns(values, group_id, mask, **options):
+  """A group normaliser that is no baseline at all: half of each value, 0 where masked."""
+  del group_id, options
+  return jnp.where(mask, 0.5 * values, 0.0)
+
+
+def test_a_registered_estimator_is_run_by_name(monkeypatch):
+  monkeypatch.setattr(advantages, "GROUP_ESTIMATORS", dict(advantages.GROUP_ESTIMATORS))
+  advantages.register_group_estimator("halve_returns", halve_returns)
+  with pytest.raises(ValueError, match="already registered"):
+    advantages.register_group_estimator("halve_returns", halve_returns)
+  m, batch = h.warm()
+  mask = np.asarray(batch.turn_mask)
+  ret = np.where(mask, batch.rewards, 0.0).sum(1)
+  expected = np.asarray(halve_returns(ret, batch.group_id, mask.any(1)))[:, None] * mask
+  adv, _ = group.group_turn_advantages(batch, estimator="halve_returns", credit_mode="none")
+  np.testing.assert_allclose(adv, expected, atol=1e-6)
+  # Selected by the config; "turn" credit: half of each turn's return-to-go.
+  turn, _ = group.group_turn_advantages(batch, estimator="halve_returns", credit_mode="turn")
+  rtg = np.cumsum((batch.rewards * mask)[:, ::-1], axis=1)[:, ::-1] * mask
+  np.testing.assert_allclose(turn, 0.5 * rtg, atol=1e-5)
+  algo = algorithms.make("grpo", ml_collections.ConfigDict(
+      {"lr": 1e-3, "estimator": "halve_returns"}), m)
+  _, metrics = algo.update(algo.init(jax.random.PRNGKey(0)), batch, jax.random.PRNGKey(0))
+  assert float(metrics["grpo/adv_mean"]) == pytest.approx(expected[mask].mean(), abs=1e-5)
+  # The first step's loss is −A·1 token-mean (a registered estimator's default aggregation).
+  act = np.asarray(batch.action_mask)
+  tok = np.where(act, np.take_along_axis(expected, np.clip(batch.turn_index, 0, None), 1), 0.0)
+  assert float(metrics["grpo/pg_loss"]) == pytest.approx(-tok.sum() / act.sum(), abs=1e-5)
+  with pytest.raises(ValueError, match="halve_returns, reinforce_pp, rloo"):
+    algorithms.make("grpo", ml_collections.ConfigDict({"lr": 1e-3, "estimator": "nope"}), m)
 
 
 def test_first_step_is_the_policy_gradient_with_ratio_one():
@@ -142,14 +176,14 @@ def test_each_credit_option_improves_the_toy_task(name, credit_mode):
   m, batch = h.warm()  # Its rollout recorded the tasks' answers ("I guess N").
   config = ml_collections.ConfigDict({"lr": 3e-3, "epochs": 2, "credit": credit_mode})
   algo = algorithms.make(name, config, m)
-  assert algo.answer_length == (32 if credit_mode in group.ANSWER_CREDITS else 0)
+  assert algo.answer_length == (32 if credit_mode in credit.ANSWER_CREDITS else 0)
   state = algo.init(jax.random.PRNGKey(0))
   before = h.is_return(m.policy_params, batch)
   for i in range(2):
     state, metrics = algo.update(state, batch, jax.random.PRNGKey(i))
   after = h.is_return(state.params["policy"], batch)
   assert algorithms.nonfinite_losses(metrics) == []
-  if credit_mode in group.ANSWER_CREDITS:
+  if credit_mode in credit.ANSWER_CREDITS:
     assert 0 < float(metrics[f"{name}/answer_prob"]) < 1
   if credit_mode == "a2tgpo":  # ε (1 ± β) around the base clip 0.2.
     assert 0.14 < float(metrics[f"{name}/clip_range"]) < 0.26
@@ -173,7 +207,7 @@ def random_turn_batch(seed: int, b: int = 12, k: int = 5):
 def test_information_gain_log_probs_by_hand():
   lp = np.array([[-3.0, -2.0, -1.0, 9.0], [-1.0, -5.0, 9.0, 9.0]], np.float32)
   mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], bool)
-  before, after = group.information_gain_logprobs(lp, mask)
+  before, after = credit.information_gain_logprobs(lp, mask)
   np.testing.assert_allclose(before, [[-3, -2, -1, 0], [-1, 0, 0, 0]])
   np.testing.assert_allclose(after, [[-2, -1, -1, 0], [-1, 0, 0, 0]])  # Last turn: no gain.
 
@@ -185,7 +219,7 @@ def test_credit_options_with_grpo_equal_the_papers_functions(seed):
   batch, lp = random_turn_batch(seed)
   mask, gid = batch.turn_mask, batch.group_id
   ret = np.where(mask, batch.rewards, 0.0).sum(1)
-  before, after = group.information_gain_logprobs(lp, mask)
+  before, after = credit.information_gain_logprobs(lp, mask)
   adv = lambda c, **kw: group.group_turn_advantages(  # noqa: E731
       batch, estimator="grpo", credit_mode=c, answer_logprob=lp, gamma=0.9, **kw)
   igpo, clip = adv("igpo")

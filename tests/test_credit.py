@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentrl import credit
+from agentrl import advantages, credit
 
 B, K = 6, 5
 
@@ -403,6 +403,56 @@ def test_void_and_over_turn_masks():
         np.array([[0] * 4, [1] * 4, [1] * 4], bool))
   close(credit.over_turn_mask(loss, np.array([False, True, False])),
         np.array([[1] * 4, [0] * 4, [1] * 4], bool))
+
+
+# ----------------------------------------------------------------------------- group credit
+
+
+GRPO_N = functools.partial(advantages.grpo_advantages, eps=1e-6)
+CENTRE_N = functools.partial(advantages.grpo_advantages, normalize_std=False)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_normaliser_replaces_the_z_score(seed):
+  """With GRPO's z-score (or its centring) as N, the normalised estimators equal their own."""
+  rng, mask, gid, r = ragged(seed, holes=seed == 1)
+  role = np.broadcast_to(np.arange(mask.shape[1]) % 2, mask.shape).astype(np.int32)
+  ig = rng.randn(*mask.shape) * mask
+  ret = np.where(mask, r, 0.0).sum(1)
+  close(credit.turn_group_normalize(ig, gid, mask, normalize=GRPO_N),
+        credit.turn_group_normalize(ig, gid, mask), 1e-4)
+  close(credit.igpo_advantages(r, gid, mask, gamma=0.9, normalize=GRPO_N),
+        credit.igpo_advantages(r, gid, mask, gamma=0.9), 1e-4)
+  for norm, n in ((True, GRPO_N), (False, CENTRE_N)):
+    close(credit.mars_advantages(r, role, gid, mask, num_roles=2, gamma=0.9, normalize=n),
+          credit.mars_advantages(r, role, gid, mask, num_roles=2, gamma=0.9,
+                                 normalize_std=norm), 1e-4)
+  got = credit.a2tgpo_advantages(ig, ret, gid, mask, gamma=0.9, lambda_ig=0.5, normalize=GRPO_N)
+  want = credit.a2tgpo_advantages(ig, ret, gid, mask, gamma=0.9, lambda_ig=0.5)
+  jax.tree.map(lambda a, b: close(a, b, 1e-4), got, want)
+
+
+def test_group_turn_credit_by_hand():
+  r = np.array([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]], np.float32)
+  mask = np.array([[1, 1, 1], [1, 0, 0]], bool)
+  dones = np.array([[0, 1, 0], [1, 0, 0]], bool)
+  gid = np.array([0, 0], np.int32)
+  identity = lambda v, g, m: np.where(m, v, 0.0)  # noqa: E731
+  adv, clip = credit.group_turn_credit("none", identity, r, mask, gid, clip_eps=0.3)
+  close(adv, [[6, 6, 6], [4, 0, 0]])
+  close(clip, 0.3 * mask)
+  adv, _ = credit.group_turn_credit("turn", identity, r, mask, gid, dones=dones)
+  close(adv, [[3, 2, 3], [4, 0, 0]])  # The return-to-go stops at the terminal.
+  anchor = np.zeros((2, 3), np.int32)
+  adv, _ = credit.group_turn_credit("gigpo", None, r, mask, gid, anchor_id=anchor, gamma=0.5)
+  close(adv, credit.gigpo_advantages(np.where(mask, r, 0.0).sum(1), gid, r, mask, anchor,
+                                     gamma=0.5))
+  with pytest.raises(ValueError, match="answer_logprob"):
+    credit.group_turn_credit("igpo", identity, r, mask, gid)
+  with pytest.raises(ValueError, match="group normaliser"):
+    credit.group_turn_credit("mars", None, r, mask, gid, role=gid)
+  with pytest.raises(ValueError, match="a2tgpo, gigpo"):
+    credit.group_turn_credit("nope", identity, r, mask, gid)
 
 
 # ----------------------------------------------------------------------------- registry

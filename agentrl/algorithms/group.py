@@ -7,7 +7,9 @@ the clipped PPO surrogate (`losses.ppo_clip_loss`) against the sampler's
 `batch.behaviour_logprobs`. With the default single epoch and one minibatch the ratio is 1 and
 the step is a pure policy gradient.
 
-Episode return Rᵢ = Σ_k rᵢ,ₖ over the valid turns (`turn_mask`). Estimators (`estimator=`):
+Episode return Rᵢ = Σ_k rᵢ,ₖ over the valid turns (`turn_mask`). Estimators (`estimator=` of
+`make`, overridden by `config.estimator`) are the entries of `advantages.GROUP_ESTIMATORS`; a
+new one is one `advantages.register_group_estimator(name, normalize)` call away. Built in:
 
   grpo          Âᵢ = (Rᵢ − mean_g R) / (std_g R + ε)   (`advantages.grpo_advantages`); loss
                 aggregation seq-mean-token-mean (Shao et al. 2024, Eq. 3).
@@ -20,29 +22,30 @@ Episode return Rᵢ = Σ_k rᵢ,ₖ over the valid turns (`turn_mask`). Estimato
                 advantage plus a step advantage of the discounted return-to-go within the
                 anchor-state bucket (same group, same state).
 
-Singleton groups give 0 (see `advantages`). Multi-turn credit (`credit`). Each option says
+Singleton groups give 0 (see `advantages`). Multi-turn credit (`config.credit`, computed by
+`credit.group_turn_credit`). Each option says
 which per-turn signal is normalised and over which group; the estimator supplies the
 normalisation N (GRPO's z-score, Dr.GRPO's centring, RLOO's leave-one-out, REINFORCE++'s batch
 whitening), so every option works with every estimator:
 
-  grpo, dr_grpo, rloo, reinforce_pp:
+  grpo, dr_grpo, rloo, reinforce_pp, and any registered estimator with a normaliser:
     "none"   (default) the episode advantage Âᵢ = N(Rᵢ) over group g on every turn.
     "turn"   the discounted return-to-go G_{i,k} = Σ_{k' ≥ k} γ^{k'−k} r_{i,k'} of each turn
              replaces Rᵢ, and the group baseline runs over the turns at the same position k of
              the group's episodes (group key (g, k)): a time-dependent group baseline.
     "mars"   MARS's per-agent turn advantage: G_{i,k} normalised over every valid turn of
-             the same (group, role) (a row is one role's view, so its turns are that agent's);
-             with grpo it equals `credit.mars_advantages`.
+             the same (group, role) (a row is one role's view, so its turns are that agent's):
+             `credit.mars_advantages` with N.
     "igpo"   IGPO's information-gain turn rewards: r_{i,k} = p_{i,k+1} − p_{i,k} with
              p = exp(mean log π(answer | context before turn k)) (`policy.answer_logprobs` on
              `batch.answer_tokens`), and the outcome Rᵢ on the last valid turn
              (`credit.igpo_turn_rewards`); A_{i,k} = Σ_{k' ≥ k} γ^{k'−k} N(r)_{i,k'} with N over
-             all valid turn rewards of group g. With grpo it equals `credit.igpo_advantages`.
+             all valid turn rewards of group g: `credit.igpo_advantages` with N.
     "a2tgpo" A²TGPO: IG_{i,k} = p_{i,k+1} − p_{i,k} (0 on the last valid turn, the answer),
              normalised per (g, k), accumulated with the variance rescaling 1/√(turns left),
              plus λ_o N(Rᵢ) on every turn (`outcome_on_all_turns`) or the last one, and
-             adaptive clip ranges ε_{i,k} = ε (1 + β (2σ(ÎG_{i,k}) − 1)) on the turn's tokens.
-             With grpo it equals `credit.a2tgpo_advantages`.
+             adaptive clip ranges ε_{i,k} = ε (1 + β (2σ(ÎG_{i,k}) − 1)) on the turn's tokens:
+             `credit.a2tgpo_advantages` with N.
   gigpo:
     "gigpo"             (default) the paper's mean_std_norm mode (divide by the group stds).
     "gigpo_mean_norm"   verl-agent's mean_norm mode (centre only).
@@ -70,6 +73,8 @@ kl_coef · `losses.kl_loss` (k3 by default, GRPO Eq. 4) is added to the loss, wi
 aggregation as the surrogate.
 
 Config (`config.algorithm`):
+  estimator             a registered group estimator; unset or "": the one `make` was given
+                        (the algorithm name: grpo, dr_grpo, rloo, reinforce_pp, gigpo)
   lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
   credit                see above ("none"; "gigpo" for the gigpo estimator)
   gamma                 turn discount of the return-to-go (1.0; 0.95 for gigpo)
@@ -116,30 +121,14 @@ from agentrl.types import TrajectoryBatch
 
 Array = jax.Array
 
-ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "gigpo")
-#: Credit options of the baseline estimators (see the module docstring).
-CREDITS = ("none", "turn", "mars", "igpo", "a2tgpo")
-#: Supported `config.credit` values per estimator; the first one is the default.
-CREDIT_OPTIONS = {
-    "grpo": CREDITS,
-    "dr_grpo": CREDITS,
-    "rloo": CREDITS,
-    "reinforce_pp": CREDITS,
-    "gigpo": ("gigpo", "gigpo_mean_norm"),
-}
-#: Credit options that read `batch.answer_tokens` (information gain).
-ANSWER_CREDITS = ("igpo", "a2tgpo")
 ANCHOR_MODES = ("history", "observation")
-_DEFAULT_AGGREGATION = {"grpo": "seq-mean-token-mean", "dr_grpo": "seq-mean-token-sum-norm"}
 _HASH_MULT = 0x01000193  # The 32-bit FNV prime, as the multiplier of the polynomial hash.
 
 
 # ----------------------------------------------------------------------------- advantages
 
 
-def episode_returns(rewards: Array, turn_mask: Array) -> Array:
-  """Rᵢ = Σ_k rᵢ,ₖ over the valid turns: [B, K] -> [B]."""
-  return jnp.sum(jnp.where(turn_mask.astype(bool), rewards.astype(jnp.float32), 0.0), axis=1)
+episode_returns = credit.episode_returns  # Rᵢ = Σ_k rᵢ,ₖ over the valid turns: [B, K] -> [B].
 
 
 def anchor_ids(batch: TrajectoryBatch, *, mode: str = "history") -> Array:
@@ -172,33 +161,6 @@ def anchor_ids(batch: TrajectoryBatch, *, mode: str = "history") -> Array:
   return turns.tokens_to_turns(before, first, batch.turn_index, batch.rewards.shape[1])
 
 
-def information_gain_logprobs(answer_logprob: Array, turn_mask: Array) -> tuple[Array, Array]:
-  """(before, after) log-probs of the answer around each turn, [B, K] each.
-
-  before_k = log p_k (context before turn k), after_k = log p_{k+1} for every valid turn but
-  the last; the last valid turn gets after = before (no information gain: the episode ended
-  with it). Feeds `credit.igpo_turn_rewards`; exp(after) − exp(before) is A²TGPO's IG.
-  """
-  turn_mask = turn_mask.astype(bool)
-  nxt = jnp.pad(answer_logprob[:, 1:], ((0, 0), (0, 1)))
-  has_next = jnp.pad(turn_mask[:, 1:], ((0, 0), (0, 1)))
-  before = jnp.where(turn_mask, answer_logprob, 0.0)
-  return before, jnp.where(turn_mask & has_next, nxt, before)
-
-
-def _normalize(values: Array, ids: Array, mask: Array, *, estimator: str, eps, unbiased_std,
-               group_baseline: bool) -> Array:
-  """The estimator's group normalisation N of flat values [N] grouped by `ids` in [0, N)."""
-  if estimator in ("grpo", "dr_grpo"):
-    return advantages.grpo_advantages(values, ids, mask, eps=1e-6 if eps is None else eps,
-                                      normalize_std=estimator == "grpo",
-                                      unbiased_std=bool(unbiased_std))
-  if estimator == "rloo":
-    return advantages.rloo_advantages(values, ids, mask)
-  return advantages.reinforce_pp_advantages(values, mask, group_id=ids if group_baseline
-                                            else None, eps=1e-8 if eps is None else eps)
-
-
 def group_turn_advantages(batch: TrajectoryBatch, *, estimator: str, credit_mode: str,
                           gamma: float = 1.0, eps: float | None = None,
                           unbiased_std: bool | None = None, group_baseline: bool = False,
@@ -210,69 +172,34 @@ def group_turn_advantages(batch: TrajectoryBatch, *, estimator: str, credit_mode
   """Per-turn advantages [B, K] of `estimator` with multi-turn credit `credit_mode`, and the
   per-turn PPO clip ε [B, K] (`clip_eps` everywhere except under a2tgpo).
 
-  See the module docstring for the formulas; 0 on masked turns. `eps` and `unbiased_std`
-  default per estimator (None). `answer_logprob` [B, K] (`policy.answer_logprobs`) is needed
-  by the information-gain options.
+  `credit.group_turn_credit` with the estimator's normaliser (see the module docstring); 0 on
+  masked turns. `eps` and `unbiased_std` default per estimator (None). `answer_logprob`
+  [B, K] (`policy.answer_logprobs`) is needed by the information-gain options.
   """
   check_options(estimator, credit_mode)
-  turn_mask = batch.turn_mask.astype(bool)
-  rewards = batch.rewards.astype(jnp.float32)
-  group_id = batch.group_id
-  b, k = rewards.shape
-  clip = jnp.where(turn_mask, clip_eps, 0.0)
-  if estimator == "gigpo":
-    anchor_id = anchor_ids(batch, mode=anchor)
-    return credit.gigpo_advantages(
-        episode_returns(rewards, turn_mask), group_id, rewards, turn_mask, anchor_id,
-        gamma=gamma, omega=omega, normalize_std=credit_mode == "gigpo",
-        unbiased_std=True if unbiased_std is None else unbiased_std,
-        episode_stats_over_steps=episode_stats_over_steps,
-        eps=1e-6 if eps is None else eps), clip
+  norm = advantages.get_group_estimator(estimator).normalize
+  if norm is not None:
+    norm = functools.partial(norm, eps=eps, unbiased_std=unbiased_std,
+                             group_baseline=group_baseline)
+  anchor_id = (anchor_ids(batch, mode=anchor) if credit_mode in credit.ANCHOR_CREDITS
+               else None)
+  return credit.group_turn_credit(
+      credit_mode, norm, batch.rewards.astype(jnp.float32), batch.turn_mask, batch.group_id,
+      dones=batch.dones, role=batch.role[:, 0], answer_logprob=answer_logprob,
+      anchor_id=anchor_id, gamma=gamma, eps=eps, unbiased_std=unbiased_std, omega=omega,
+      episode_stats_over_steps=episode_stats_over_steps, lambda_ig=lambda_ig,
+      lambda_outcome=lambda_outcome, outcome_on_all_turns=outcome_on_all_turns,
+      clip_eps=clip_eps, beta=beta)
 
-  norm = functools.partial(_normalize, estimator=estimator, eps=eps, unbiased_std=unbiased_std,
-                           group_baseline=group_baseline)
-  ret = episode_returns(rewards, turn_mask)
-  turn_group = (group_id[:, None] * k + jnp.arange(k)[None, :]).reshape(-1)
-  episode_group = jnp.broadcast_to(group_id[:, None], (b, k)).reshape(-1)
-  flat = lambda x: x.reshape(-1)  # noqa: E731
-  no_dones = jnp.zeros_like(turn_mask)
-  if credit_mode == "none":
-    adv = norm(ret, group_id, turn_mask.any(axis=1))[:, None]
-  elif credit_mode == "turn":  # Return-to-go, grouped by (episode group, turn position).
-    rtg = advantages.discounted_returns(rewards, batch.dones, turn_mask, gamma=gamma)
-    adv = norm(flat(rtg), turn_group, flat(turn_mask)).reshape(b, k)
-  elif credit_mode == "mars":  # Return-to-go, grouped by (episode group, role), all turns.
-    rtg = advantages.discounted_returns(rewards, no_dones, turn_mask, gamma=gamma)
-    role = jnp.broadcast_to(batch.role[:, :1], (b, k))
-    ids = credit.pair_ids(jnp.broadcast_to(group_id[:, None], (b, k)), role)
-    adv = norm(flat(rtg), flat(ids), flat(turn_mask)).reshape(b, k)
-  else:
-    if answer_logprob is None:
-      raise ValueError(f"credit={credit_mode!r} needs the answer log-probs "
-                       "(policy.answer_logprobs).")
-    before, after = information_gain_logprobs(answer_logprob, turn_mask)
-    if credit_mode == "igpo":
-      r = credit.igpo_turn_rewards(before, after, ret, turn_mask)
-      z = norm(flat(r), episode_group, flat(turn_mask)).reshape(b, k)
-      adv = advantages.discounted_returns(z, no_dones, turn_mask, gamma=gamma)
-    else:  # a2tgpo
-      ig = jnp.where(turn_mask, jnp.exp(after) - jnp.exp(before), 0.0)
-      ig_hat = norm(flat(ig), turn_group, flat(turn_mask)).reshape(b, k)
-      acc = advantages.discounted_returns(ig_hat, no_dones, turn_mask, gamma=gamma)
-      left = jnp.cumsum(turn_mask[:, ::-1].astype(jnp.float32), axis=1)[:, ::-1]
-      out_turn = turn_mask if outcome_on_all_turns else turn_mask & (left == 1.0)
-      a_out = norm(ret, group_id, turn_mask.any(axis=1))
-      adv = (lambda_ig * acc / jnp.sqrt(jnp.maximum(left, 1.0))
-             + lambda_outcome * jnp.where(out_turn, a_out[:, None], 0.0))
-      clip = clip_eps * (1.0 + beta * (2.0 * jax.nn.sigmoid(ig_hat) - 1.0))
-  return jnp.where(turn_mask, adv, 0.0), jnp.where(turn_mask, clip, 0.0)
+
+def credit_options(estimator: str) -> tuple[str, ...]:
+  """The credit options `estimator` supports, its default first (ValueError if unknown)."""
+  return advantages.get_group_estimator(estimator).credits or credit.GROUP_CREDITS
 
 
 def check_options(estimator: str, credit_mode: str) -> None:
   """Raises a ValueError naming the supported values for an unknown estimator or credit."""
-  if estimator not in CREDIT_OPTIONS:
-    raise ValueError(f"Unknown group estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}.")
-  valid = CREDIT_OPTIONS[estimator]
+  valid = credit_options(estimator)
   if credit_mode not in valid:
     raise ValueError(f"{estimator}: unsupported credit option {credit_mode!r}; supported: "
                      f"{', '.join(valid)}.")
@@ -389,17 +316,19 @@ def _masked_stats(x: Array, mask: Array) -> tuple[Array, Array]:
 
 
 def advantage_options(config, estimator: str, name: str = "grpo") -> dict[str, Any]:
-  """The keyword arguments of `group_turn_advantages` that `config` asks for (defaults filled:
-  the estimator's credit, and γ 0.95 for gigpo, 1.0 otherwise, when `gamma` is unset)."""
-  credit_mode = config.get("credit", None) or CREDIT_OPTIONS.get(estimator, ("none",))[0]
+  """The keyword arguments of `group_turn_advantages` that `config` asks for: `config.estimator`
+  when set, else `estimator`; unset options get the estimator's defaults (its first credit
+  option, its γ: 0.95 for gigpo, 1.0 for the others)."""
+  estimator = config.get("estimator", None) or estimator
+  credit_mode = config.get("credit", None) or credit_options(estimator)[0]
   check_options(estimator, credit_mode)
   anchor = config.get("anchor", "history")
-  if estimator == "gigpo" and anchor not in ANCHOR_MODES:
+  if credit_mode in credit.ANCHOR_CREDITS and anchor not in ANCHOR_MODES:
     raise ValueError(f"{name}: anchor={anchor!r}; valid: {', '.join(ANCHOR_MODES)}.")
   gamma = config.get("gamma", None)
   return dict(
       estimator=estimator, credit_mode=credit_mode,
-      gamma=(0.95 if estimator == "gigpo" else 1.0) if gamma is None else float(gamma),
+      gamma=advantages.get_group_estimator(estimator).gamma if gamma is None else float(gamma),
       eps=config.get("eps", None), unbiased_std=config.get("unbiased_std", None),
       group_baseline=bool(config.get("group_baseline", False)),
       omega=float(config.get("omega", 1.0)), anchor=anchor,
@@ -414,14 +343,15 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
   """Builds the group method `estimator` (see the module docstring for the config keys)."""
   adv_kwargs = advantage_options(config, estimator, name)
   credit_mode = adv_kwargs["credit_mode"]
-  needs_answers = credit_mode in ANSWER_CREDITS
+  needs_answers = credit_mode in credit.ANSWER_CREDITS
   answer_length = int(config.get("answer_length", 32)) if needs_answers else 0
   if needs_answers and answer_length < 1:
     raise ValueError(f"{name}: credit={credit_mode!r} needs answer_length >= 1; got "
                      f"{answer_length}.")
   temperature = float(config.get("temperature", models.sampling.temperature or 1.0))
   mask_truncated = bool(config.get("mask_truncated", False))
-  aggregation = config.get("aggregation", _DEFAULT_AGGREGATION.get(estimator, "token-mean"))
+  aggregation = config.get("aggregation", advantages.get_group_estimator(
+      adv_kwargs["estimator"]).aggregation)
   if aggregation not in losses.AGGREGATIONS:
     raise ValueError(f"{name}: aggregation={aggregation!r}; valid: "
                      f"{', '.join(losses.AGGREGATIONS)}.")
@@ -443,7 +373,7 @@ def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo")
           state.params["policy"], models.policy_config, batch.tokens, batch.positions,
           batch.attention_mask, batch.action_mask, batch.turn_index, batch.answer_tokens,
           turn_mask.shape[1], temperature=temperature))
-      before, after = information_gain_logprobs(answer_lp, turn_mask)
+      before, after = credit.information_gain_logprobs(answer_lp, turn_mask)
       extra[f"{name}/answer_prob"] = _masked_stats(jnp.exp(before), turn_mask)[0]
       extra[f"{name}/info_gain"] = _masked_stats(jnp.exp(after) - jnp.exp(before), turn_mask)[0]
     turn_adv, turn_clip = group_turn_advantages(batch, answer_logprob=answer_lp, **adv_kwargs)
