@@ -28,6 +28,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base(env, variant)
   a = c.algorithm = ml_collections.ConfigDict()
   a.name = "grpo"  # grpo, dr_grpo, rloo, reinforce_pp or gigpo.
+  # A group estimator registered with advantages.register_group_estimator, in place of the
+  # one `name` implies ("": that one); registered before the run starts (e.g. by a test).
+  a.estimator = ""
   a.credit = ""  # "" = the estimator's default (see the module docstring).
   a.lr = 1e-5  # Policy learning rate.
   a.max_grad_norm = 1.0
