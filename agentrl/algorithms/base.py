@@ -34,6 +34,7 @@ import ml_collections
 import optax
 
 from agentrl import sources
+from agentrl._math import safe_div
 from agentrl.models.decoder import DecoderConfig
 from agentrl.sampling import SamplingConfig
 
@@ -171,10 +172,6 @@ def term(coef, loss_and_metrics: tuple[Array, Mapping[str, Array]]) -> Term:
   return Term(coef, loss, m["loss_weight"])
 
 
-def _safe_div(num: Array, den: Array) -> Array:
-  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
-
-
 def objective_and_grad(loss_fn: Callable, *, micro_batch_size: int | None = None,
                        argnums: int | tuple[int, ...] = 0) -> Callable:
   """`f(*args, mb) -> ((total, losses, metrics), grads)` for `loss_fn(*args, mb) -> (terms,
@@ -191,7 +188,7 @@ def objective_and_grad(loss_fn: Callable, *, micro_batch_size: int | None = None
   `loss_fn`'s metrics over micro-batches.
   """
   def total_of(terms, norms=None):
-    parts = [t.coef * (t.loss if norms is None else _safe_div(t.loss * t.loss_weight, norms[k]))
+    parts = [t.coef * (t.loss if norms is None else safe_div(t.loss * t.loss_weight, norms[k]))
              for k, t in terms.items()]
     return functools.reduce(lambda a, b: a + b, parts)
 
@@ -216,7 +213,7 @@ def objective_and_grad(loss_fn: Callable, *, micro_batch_size: int | None = None
 
     def micro(*a):
       terms, metrics = loss_fn(*a)
-      sums = {k: _safe_div(t.loss * t.loss_weight, norms[k]) for k, t in terms.items()}
+      sums = {k: safe_div(t.loss * t.loss_weight, norms[k]) for k, t in terms.items()}
       return total_of(terms, norms), (sums, metrics)
 
     micro_grad = jax.value_and_grad(micro, argnums=argnums, has_aux=True)
