@@ -7,6 +7,7 @@ import pytest
 
 from agentrl.envs import guess_my_city as g
 from agentrl.envs import guess_my_city_data as data
+from agentrl.envs import guess_my_city_oracle as oracle
 from agentrl.envs.base import play
 
 INDEX = {c.name: i for i, c in enumerate(g.CITIES)}
@@ -37,7 +38,7 @@ def all_questions() -> list[str]:
   questions += [f"Is it in {r}?" for r in data.REGIONS]
   questions += [f"Is it in {c}?" for c in ALL_COUNTRIES]
   questions += [f"Is it the capital of {c}?" for c in ALL_COUNTRIES]
-  questions += [f"Do they speak {lang}?" for lang in g._LANGUAGE_KEYS]
+  questions += [f"Do they speak {lang}?" for lang in oracle._LANGUAGE_KEYS]
   questions += [f"Is the population more than {t} million?" for t in (0.34, 1, 2.5, 5, 10, 20)]
   return questions
 
@@ -62,7 +63,7 @@ def test_no_answer_ever_contains_the_city_name():
         continue
       assert kind == "answer", (question, text)
       assert city.name.lower() not in text.lower() and names[0] not in g.normalize(text)
-      assert not g._OWN_NAME_RE[i].search(g.normalize(text)), (city.name, question, text)
+      assert not oracle._OWN_NAME_RE[i].search(g.normalize(text)), (city.name, question, text)
       if text == g.CANT_ANSWER:
         filtered.add((city.name, question))
   # The facts are written so that the anti-leak rule only fires on "El Salvador" for Salvador.
