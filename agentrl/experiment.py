@@ -4,14 +4,14 @@ and how its policy plays an iteration's episodes.
   exp = experiment.build(config, experiment.make_layout(config), run_dir="runs/x")
   played = experiment.play_iteration(exp, state, iteration, key)
 
-Devices and processes (`config.mesh`, `config.distributed`; `agentrl.parallel`). With one
-device nothing is placed. With several, the state is initialised directly into the layout of
-`parallel.state_shardings` on the ("data", "fsdp", "tensor") mesh of `config.mesh`, every
-update keeps that layout, and batches are split over data x fsdp; rollouts and evaluation
-sample from this process's local copy of the state. With several processes each plays its
-own share of an iteration's task seeds: the seeds are cut into `distributed.rollout_shards`
-blocks (0: one per process), shard s sampled with its own key, so a run gives the same result
-on any number of processes that divides the shard count.
+Devices and processes (`config.mesh`, `config.distributed`; `agentrl.parallel`). The state
+is initialised directly into the layout of `parallel.state_shardings` on the ("data", "fsdp",
+"tensor") mesh of `config.mesh`, every update keeps that layout, and batches are split over
+data x fsdp; rollouts and evaluation sample from this process's local copy of the state. One
+device is a mesh of one device: the same code path, every layout replicated. With several
+processes each plays its own share of an iteration's task seeds: the seeds are cut into
+`distributed.rollout_shards` blocks (0: one per process), shard s sampled with its own key, so
+a run gives the same result on any number of processes that divides the shard count.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
 from agentrl import algorithms, checkpoint, envs, parallel, rollout, sampling, sources
 from agentrl.algorithms import Models
@@ -33,55 +34,49 @@ from agentrl.tokenizer import Tokenizer
 from agentrl.types import TrajectoryBatch
 
 
+def single_device_mesh() -> Mesh:
+  """A ("data", "fsdp", "tensor") mesh of this process's first device."""
+  return parallel.make_mesh(devices=jax.local_devices()[:1])
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
-  """Where the arrays of a run live: `mesh` None is one device, where nothing is placed."""
+  """Where the arrays of a run live: a mesh (default: `single_device_mesh`) and its rules."""
 
-  mesh: Any = None
+  mesh: Mesh = dataclasses.field(default_factory=single_device_mesh)
   rules: tuple = parallel.DEFAULT_RULES
   #: Boxed abstract parameter trees whose logical names lay out unboxed copies in the state
   #: (`parallel.state_shardings`); here {"policy": ...}.
   logical: Any = None
 
   def init(self, init_fn, rng) -> tuple[Any, Any]:
-    """(state, its shardings or None) of `init_fn(rng)`, built sharded on a mesh."""
-    if self.mesh is None:
-      return init_fn(rng), None
+    """(state, its shardings) of `init_fn(rng)`, built directly in its layout on the mesh."""
     return parallel.init_state(init_fn, rng, self.mesh, self.rules, logical=self.logical)
 
   def update(self, update_fn, shardings):
-    """`update_fn(state, batch, rng)`, keeping the state's layout on a mesh."""
-    if self.mesh is None:
-      return update_fn
+    """`update_fn(state, batch, rng)`, keeping the state's layout on the mesh."""
     jitted = parallel.jit_sharded_update(update_fn, shardings, self.mesh, self.rules)
     return lambda state, batch, rng: jitted(state, batch, parallel.replicate(rng, self.mesh))
 
   def batch(self, batch, axis: int = 0, *, local: bool = False):
     """A host batch split over the mesh along `axis` (see `parallel.global_batch`)."""
-    if self.mesh is None:
-      return batch
     return parallel.global_batch(batch, self.mesh, axis, local=local)
 
   def acting(self, state):
     """The state as this process's sampler reads it (a local copy with several processes)."""
-    return state if self.mesh is None else parallel.local_copy(state, self.mesh)
+    return parallel.local_copy(state, self.mesh)
 
   def template(self, init_fn):
-    """A restore template of the state `init_fn` makes: abstract on one device, else the
-    sharded state itself (orbax restores into its layout)."""
-    if self.mesh is None:
-      return jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+    """A restore template of the state `init_fn` makes: the state itself, in its layout
+    (orbax restores into it)."""
     return self.init(init_fn, jax.random.PRNGKey(0))[0]
 
 
 def make_layout(config) -> Layout:
-  """The mesh of `config.mesh` (default: every device data-parallel); `Layout()` on one
-  device."""
+  """The mesh of `config.mesh` (default: every device data-parallel) and its rules."""
   cfg = config.get("mesh") or {"data": -1}
-  mesh = parallel.make_mesh_from_config(cfg)
-  if mesh.size == 1:
-    return Layout()
-  return Layout(mesh, parallel.rules_from_config(cfg.get("rules", ())))
+  return Layout(parallel.make_mesh_from_config(cfg),
+                parallel.rules_from_config(cfg.get("rules", ())))
 
 
 @dataclasses.dataclass
@@ -93,7 +88,7 @@ class Experiment:
   models: Models
   algorithm: algorithms.Algorithm | None
   max_turns: int
-  layout: Layout = Layout()
+  layout: Layout = dataclasses.field(default_factory=Layout)
 
 
 def build_tokenizer(config) -> Tokenizer:
@@ -105,16 +100,17 @@ def build_tokenizer(config) -> Tokenizer:
         data_dir=config.data_dir or None)
 
 
-def build_policy(config, tokenizer: Tokenizer, layout: Layout = Layout()
+def build_policy(config, tokenizer: Tokenizer, layout: Layout | None = None
                  ) -> tuple[decoder.DecoderConfig, Any]:
+  """The policy's decoder config and its parameters, initialised in their layout on the mesh
+  of `layout` (default: `Layout()`)."""
+  layout = Layout() if layout is None else layout
   p = config.policy
   policy_config = decoder.DecoderConfig.llama(
       vocab_size=tokenizer.vocab_size, hidden_size=p.hidden_size, num_layers=p.num_layers,
       num_heads=p.num_heads, num_kv_heads=p.num_kv_heads, mlp_dim=p.mlp_dim,
       max_position_embeddings=max(4096, config.env.max_tokens), remat=p.get("remat", False))
   rng = jax.random.PRNGKey(config.seed)
-  if layout.mesh is None:
-    return policy_config, decoder.init_params(policy_config, rng)
   params, _ = parallel.sharded_init(
       lambda: decoder.init_params(policy_config, rng, boxed=True), layout.mesh, layout.rules)
   return policy_config, params
@@ -128,16 +124,16 @@ def sampling_config(config, tokenizer: Tokenizer, *, temperature: float | None =
       stop_token=tokenizer.end_of_turn_id, pad_token=tokenizer.pad_id)
 
 
-def build(config, layout: Layout = Layout(), *, run_dir: str | None = None) -> Experiment:
-  """The experiment of `config`. With `run_dir` and `config.bc.steps` > 0 the policy starts
-  from the BC warm start of `run_dir/bc` (trained there first if it is not saved yet);
-  without `run_dir` from its initial parameters. The algorithm is made once, from that
-  policy."""
+def build(config, layout: Layout | None = None, *, run_dir: str | None = None) -> Experiment:
+  """The experiment of `config` on `layout` (default: `Layout()`, one device). With
+  `run_dir` and `config.bc.steps` > 0 the policy starts from the BC warm start of
+  `run_dir/bc` (trained there first if it is not saved yet); without `run_dir` from its
+  initial parameters. The algorithm is made once, from that policy."""
+  layout = Layout() if layout is None else layout
   tokenizer = build_tokenizer(config)
   policy_config, params = build_policy(config, tokenizer, layout)
-  if layout.mesh is not None:
-    layout = dataclasses.replace(layout, logical={"policy": jax.eval_shape(
-        lambda: decoder.init_params(policy_config, jax.random.PRNGKey(0), boxed=True))})
+  layout = dataclasses.replace(layout, logical={"policy": jax.eval_shape(
+      lambda: decoder.init_params(policy_config, jax.random.PRNGKey(0), boxed=True))})
   models = Models(policy_config, params, sampling_config(config, tokenizer), tokenizer.pad_id,
                   tokenizer)
   max_turns = envs.make(config.env.name, **config.env.kwargs).max_turns
@@ -166,7 +162,7 @@ def check_finite(metrics, ckpt: checkpoint.Checkpointer, step: int, state, **sav
 def behaviour_clone(exp: Experiment, run_dir: str) -> Any:
   """The BC warm start (`config.bc`), saved under run_dir/bc and reused on resume."""
   c, layout = exp.config.bc, exp.layout
-  bc_algo = algorithms.make("bc", c, exp.models)
+  bc_algo = algorithms.make("bc", {k: c[k] for k in c.keys() if k != "steps"}, exp.models)
   ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "bc"), max_to_keep=1)
   try:
     if ckpt.latest_step() == c.steps:

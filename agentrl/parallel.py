@@ -169,18 +169,29 @@ def logical_shardings(tree: Any, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES
   return shardings
 
 
+# Compiler options of the jits that initialise parameters and states. XLA's algebraic
+# simplifier folds an initializer's scale into the sampler's own constants (`normal * 0.02`
+# becomes one multiply by sqrt(2) * 0.02), which rounds differently from computing the
+# initializer op by op; without it the jitted initialisation gives the values of an eager
+# `init_fn()` (bit for bit on CPU, for every algorithm's state), on any mesh, one device
+# included.
+INIT_COMPILER_OPTIONS = {"xla_disable_hlo_passes": "algsimp"}
+
+
 def sharded_init(init_fn: Callable[[], Any], mesh: Mesh,
                  rules: LogicalRules = DEFAULT_RULES) -> tuple[Any, Any]:
   """Initializes parameters directly in their sharded layout.
 
   `init_fn` takes no arguments and returns boxed parameters, e.g.
   ``lambda: decoder.init_params(config, rng, boxed=True)``. Each device only ever
-  materializes its own shards. Returns (params, shardings): unboxed arrays, each laid out by its
+  materializes its own shards; the values are those of an eager `init_fn()`
+  (`INIT_COMPILER_OPTIONS`). Returns (params, shardings): unboxed arrays, each laid out by its
   NamedSharding, and the pytree of those shardings (for jit's in/out_shardings).
   """
   abstract = jax.eval_shape(init_fn)
   shardings = logical_shardings(abstract, mesh, rules)
-  params = jax.jit(lambda: nn.meta.unbox(init_fn()), out_shardings=shardings)()
+  params = jax.jit(lambda: nn.meta.unbox(init_fn()), out_shardings=shardings,
+                   compiler_options=INIT_COMPILER_OPTIONS)()
   return params, shardings
 
 
@@ -266,11 +277,13 @@ def init_state(init_fn: Callable[[Any], Any], rng: Any, mesh: Mesh,
   """`init_fn(rng)` (e.g. an algorithm's `init`) run directly into its sharded layout.
 
   The layout comes from `state_shardings` of the state's `jax.eval_shape`; the state is built
-  by one jit with those `out_shardings`, so no device ever holds more than its shards.
-  Returns (state, shardings).
+  by one jit with those `out_shardings`, so no device ever holds more than its shards, and
+  has the values of an eager `init_fn(rng)` (`INIT_COMPILER_OPTIONS`). Returns
+  (state, shardings).
   """
   shardings = state_shardings(jax.eval_shape(init_fn, rng), mesh, rules, logical=logical)
-  return jax.jit(init_fn, out_shardings=shardings)(replicate(rng, mesh)), shardings
+  init = jax.jit(init_fn, out_shardings=shardings, compiler_options=INIT_COMPILER_OPTIONS)
+  return init(replicate(rng, mesh)), shardings
 
 
 _ACTIVATION_LAYOUT: contextvars.ContextVar = contextvars.ContextVar("activation_layout",

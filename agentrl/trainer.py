@@ -90,8 +90,7 @@ def train(config: ml_collections.ConfigDict, run_dir: str) -> dict[str, float]:
   update = layout.update(algo.update, shardings)
   start, episodes_seen = 0, 0
   if ckpt.latest_step() is not None:
-    template = jax.eval_shape(lambda: state) if layout.mesh is None else state
-    state, extras, meta = ckpt.restore(state_template=template)
+    state, extras, meta = ckpt.restore(state_template=state)  # Restored into its layout.
     start, episodes_seen = int(meta["iteration"]), int(meta.get("episodes_seen", 0))
     source.load_state_dict(extras)
   else:
