@@ -39,45 +39,26 @@ SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_
 # %%
 import json
 import os
-import platform
-import tempfile
-import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # One progress bar per run would flood the outputs.
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-import agentrl
-from agentrl import configs, run_cache
-from agentrl.logging_utils import read_metrics
+from agentrl import configs, grid
+from agentrl.grid import Method
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
-# method -> (config file, overrides of that method only)
-METHODS = {
-    "ArCHer": ("archer_twenty_questions.py", []),
-    "PPO": ("ppo.py", []),
-    "filtered BC": ("filtered_bc.py", []),
-    "CHAI": ("chai.py", []),
-}
 COLORS = {"ArCHer": "tab:red", "PPO": "tab:blue", "filtered BC": "tab:green",
           "CHAI": "tab:purple"}
 
 if SMOKE:
-  CONFIG_VARIANT = "smoke"
   ENVS = {"twenty_questions_subset": (0,)}  # env -> seeds
   # No BC warm start (no offline dataset to build) and no replay prefill: the plumbing only.
   OVERRIDES = ["bc.steps=0", "train.total_iterations=2", "train.eval_every=1",
                "train.checkpoint_every=2", "eval.greedy=False"]
   METHOD_OVERRIDES = {"ArCHer": ["replay.prefill_episodes=0"],
                       "CHAI": ["replay.prefill_episodes=0"]}
-  OUT = tempfile.mkdtemp(prefix="archer_sample_efficiency_smoke_")
-  RUNS_DIR = os.path.join(OUT, "runs")
-  RESULTS_CSV = os.path.join(OUT, "archer_sample_efficiency.csv")
-  OVERRIDES.append(f"data_dir={os.path.join(OUT, 'data')}")
 else:
-  CONFIG_VARIANT = "cpu"
   # The subset (ArCHer's 10 objects) with 3 seeds. A budget cut to fit 2 CPU cores: BC 200
   # steps instead of 400, 30 iterations per method instead of 40-45, 64 evaluation games
   # every 5 iterations at the training temperature, no greedy evaluation.
@@ -87,66 +68,41 @@ else:
   # ArCHer and CHAI: 10 critic-only warm-up iterations of the 30 (the config's 15 of 45).
   METHOD_OVERRIDES = {"ArCHer": ["algorithm.warmup_updates=10"],
                       "CHAI": ["algorithm.warmup_updates=10"]}
-  RUNS_DIR = os.path.join(REPO, "runs", "notebooks", "archer_sample_efficiency")
-  RESULTS_CSV = os.path.join(REPO, "experiments", "results", "archer_sample_efficiency.csv")
 
-# Runs share most compiled programs (sampling, BC, evaluation): cache them.
-jax.config.update("jax_compilation_cache_dir", os.path.join(RUNS_DIR, "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-print(f"SMOKE={SMOKE}  variant={CONFIG_VARIANT}  envs and seeds={ENVS}  overrides={OVERRIDES}  "
-      f"per method: {METHOD_OVERRIDES}")
-print(f"jax {jax.__version__} on {jax.devices()}; {platform.processor() or platform.machine()}, "
-      f"{os.cpu_count()} CPUs")
+# method -> its name in run directories, config file and overrides of that method only.
+# archer_twenty_questions.py (and chai.py, built on it) picks its environment by variant.
+METHODS = {
+    "ArCHer": Method("ArCHer", "archer_twenty_questions.py", METHOD_OVERRIDES["ArCHer"],
+                     env_in_variant=False),
+    "PPO": Method("PPO", "ppo.py"),
+    "filtered BC": Method("filtered_BC", "filtered_bc.py"),
+    "CHAI": Method("CHAI", "chai.py", METHOD_OVERRIDES["CHAI"], env_in_variant=False),
+}
+GRID = grid.Grid.create("archer_sample_efficiency", smoke=SMOKE, methods=METHODS,
+                        envs=tuple(ENVS), seeds=ENVS, overrides=OVERRIDES)
+RESULTS_CSV = GRID.results_path("archer_sample_efficiency.csv")
+print(f"SMOKE={SMOKE}  variant={GRID.variant}  envs and seeds={ENVS}  "
+      f"overrides={list(GRID.overrides)}  per method: {METHOD_OVERRIDES}")
+GRID.start()  # Runs share most compiled programs (sampling, BC, evaluation): cache them.
 
 
 # %% [markdown]
 # ## The runs
 #
-# One `trainer.train` call per (environment, method, seed). A run directory that already holds
-# a finished run is read instead of retrained (the trainer also resumes an interrupted one),
-# and each run's wall time is stored beside its metrics.
+# One `trainer.train` call per (environment, method, seed), through `agentrl.grid`. A run
+# directory that already holds a finished run is read instead of retrained (the trainer also
+# resumes an interrupted one), and each run's wall time is stored beside its metrics. The
+# methods of one seed share its BC policy, trained once (by the first method that finished).
 
 
 # %%
-def load(env, method, seed):
-  file, own = METHODS[method]
-  overrides = [f"seed={seed}", *OVERRIDES, *own, *METHOD_OVERRIDES.get(method, [])]
-  # archer_twenty_questions.py (and chai.py, built on it) picks its environment by variant.
-  own_env = file in ("archer_twenty_questions.py", "chai.py")
-  arg = CONFIG_VARIANT if own_env else f"{CONFIG_VARIANT},env={env}"
-  config = configs.load_config(f"{os.path.join(configs.CONFIG_DIR, file)}:{arg}", overrides)
-  config.env.name = env
-  return config, overrides
+def describe(r):
+  return (f"{r.env} {r.method:12s} seed {r.seed}: {r.seconds / 60:5.1f} min, "
+          f"{r.last['episodes']:5.0f} episodes, final return {r.last['eval/mean_return']:+.2f}, "
+          f"success {r.last['eval/success_rate']:.3f}")
 
 
-def run_dir(env, method, seed):
-  return os.path.join(RUNS_DIR, f"{env}-{CONFIG_VARIANT}-{method.replace(' ', '_')}-seed{seed}")
-
-
-def run(env, method, seed):
-  config, overrides = load(env, method, seed)
-  path = run_dir(env, method, seed)
-  # The same seed's BC policy, trained once (by the first method that finished).
-  seconds = run_cache.train_once(config, path,
-                                 bc_from=[run_dir(env, m, seed) for m in METHODS])
-  rows = [r for r in read_metrics(path) if "eval/mean_return" in r]
-  return {"env": env, "method": method, "seed": seed, "config": config, "overrides": overrides,
-          "rows": rows, "seconds": seconds}
-
-
-tic = time.perf_counter()
-RESULTS = []
-for env, seeds in ENVS.items():
-  for seed in seeds:
-    for method in METHODS:
-      r = run(env, method, seed)
-      RESULTS.append(r)
-      last = r["rows"][-1]
-      print(f"{env} {method:12s} seed {seed}: {r['seconds'] / 60:5.1f} min, "
-            f"{last['episodes']:5.0f} episodes, final return {last['eval/mean_return']:+.2f}, "
-            f"success {last['eval/success_rate']:.3f}")
-print(f"all runs: {sum(r['seconds'] for r in RESULTS) / 60:.1f} min of training "
-      f"({(time.perf_counter() - tic) / 60:.1f} min in this execution)")
+RESULTS = GRID.train_all(order=("env", "seed", "method"), describe=describe)
 
 # %% [markdown]
 # ## Return and success vs environment episodes
@@ -159,11 +115,7 @@ print(f"all runs: {sum(r['seconds'] for r in RESULTS) / 60:.1f} min of training 
 
 # %%
 def curves(env, method, key):
-  runs = [r for r in RESULTS if r["env"] == env and r["method"] == method]
-  n = min(len(r["rows"]) for r in runs)
-  x = np.asarray([row["episodes"] for row in runs[0]["rows"][:n]], float)
-  y = np.asarray([[row[key] for row in r["rows"][:n]] for r in runs], float)
-  return x, y
+  return grid.curves(RESULTS, key, env=env, method=method)
 
 
 for env, seeds in ENVS.items():
@@ -196,22 +148,14 @@ for env, seeds in ENVS.items():
 FINAL_KEYS = ("eval/mean_return", "eval/success_rate", "eval/score")
 TABLE = []
 for r in RESULTS:
-  first, last = r["rows"][0], r["rows"][-1]
-  c = r["config"]
-  prefill = c.replay.prefill_episodes if "replay" in c else 0
-  TABLE.append({"env": r["env"], "method": r["method"], "seed": r["seed"],
-                "iterations": last["step"], "episodes": last["episodes"],
+  prefill = r.config.replay.prefill_episodes if "replay" in r.config else 0
+  TABLE.append({"env": r.env, "method": r.method, "seed": r.seed,
+                "iterations": r.last["step"], "episodes": r.last["episodes"],
                 "prefill_episodes": prefill,
-                "start_return": first["eval/mean_return"],
-                **{k.split("/")[1]: last[k] for k in FINAL_KEYS},
-                "wall_time_s": round(r["seconds"], 1)})
-
-os.makedirs(os.path.dirname(RESULTS_CSV), exist_ok=True)
-with open(RESULTS_CSV, "w") as f:
-  f.write(",".join(TABLE[0]) + "\n")
-  for row in TABLE:
-    f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values())
-            + "\n")
+                "start_return": r.first["eval/mean_return"],
+                **{k.split("/")[1]: r.last[k] for k in FINAL_KEYS},
+                "wall_time_s": round(r.seconds, 1)})
+grid.write_csv(RESULTS_CSV, TABLE)
 
 SUMMARY = {}
 for env in ENVS:
@@ -244,18 +188,18 @@ for t in TABLE:
         f"{t['mean_return']:+.2f}, success {t['success_rate']:.3f}, score {t['score']:.1f}, "
         f"{t['episodes']:.0f} online + {t['prefill_episodes']} prefill episodes, "
         f"{t['wall_time_s'] / 60:.1f} min")
-print(f"\nwrote {os.path.relpath(RESULTS_CSV, REPO) if not SMOKE else RESULTS_CSV}")
+print(f"\nwrote {GRID.shown(RESULTS_CSV)}")
 
 # %% [markdown]
 # ## The configs, seeds and wall time
 
 # %%
-print(f"overrides for every method: {', '.join(OVERRIDES)}; per method {METHOD_OVERRIDES}")
-print(f"total training wall time {sum(r['seconds'] for r in RESULTS) / 60:.1f} min on "
+print(f"overrides for every method: {', '.join(GRID.overrides)}; per method {METHOD_OVERRIDES}")
+print(f"total training wall time {grid.total_minutes(RESULTS):.1f} min on "
       f"{os.cpu_count()} CPU cores")
-for method, (file, _) in METHODS.items():
-  c = next(r["config"] for r in RESULTS if r["method"] == method)
-  print(f"\n{method}: experiments/configs/{file}:{CONFIG_VARIANT}; policy "
+for method, m in METHODS.items():
+  c = grid.select(RESULTS, method=method)[0].config
+  print(f"\n{method}: experiments/configs/{m.config}:{GRID.variant}; policy "
         f"{c.policy.num_layers} layers x {c.policy.hidden_size} wide, BC {c.bc.steps} steps "
         f"on {c.dataset.episodes} dataset episodes ({dict(c.dataset.mixture)}), "
         f"{c.train.total_iterations} iterations x {c.rollout.seeds_per_iteration} episodes, "

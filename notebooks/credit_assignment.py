@@ -51,11 +51,8 @@
 SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_notebooks.py).
 
 # %%
-import functools
 import json
 import os
-import platform
-import tempfile
 import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # One progress bar per run would flood the outputs.
@@ -65,39 +62,31 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-import agentrl
-from agentrl import advantages, configs, data, policy, rollout, run_cache
-from agentrl.algorithms import group, ppo, hiper
-from agentrl.logging_utils import read_metrics
+from agentrl import configs, data, diagnostics, grid, rollout, run_cache
+from agentrl.grid import Method
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
-# method -> (config file, overrides, the environments it runs on (None: all)).
-METHODS = {
-    "GRPO": ("group.py", ["algorithm.name=grpo"], None),
-    "RLOO": ("group.py", ["algorithm.name=rloo"], None),
-    "GiGPO": ("group.py", ["algorithm.name=gigpo", "algorithm.credit=gigpo"], None),
-    "turn-level GAE": ("turn_ppo.py", [], None),
-    "HiPER": ("hiper.py", [], None),
-    "A2TGPO": ("group.py", ["algorithm.name=grpo", "algorithm.credit=a2tgpo"], ("wilt",)),
+# method -> (its name in run directories, config file, overrides, the environments it runs on
+# (None: all)).
+METHOD_CONFIGS = {
+    "GRPO": ("grpo", "group.py", ["algorithm.name=grpo"], None),
+    "RLOO": ("rloo", "group.py", ["algorithm.name=rloo"], None),
+    "GiGPO": ("gigpo", "group.py", ["algorithm.name=gigpo", "algorithm.credit=gigpo"], None),
+    "turn-level GAE": ("turn_level_gae", "turn_ppo.py", [], None),
+    "HiPER": ("hiper", "hiper.py", [], None),
+    "A2TGPO": ("a2tgpo", "group.py", ["algorithm.name=grpo", "algorithm.credit=a2tgpo"],
+               ("wilt",)),
 }
 COLORS = {"GRPO": "tab:blue", "RLOO": "tab:cyan", "GiGPO": "tab:green",
           "turn-level GAE": "tab:orange", "HiPER": "tab:red", "A2TGPO": "tab:purple"}
 
 if SMOKE:
-  CONFIG_VARIANT = "smoke"
   ENVS = ("wilt",)
   SEED = 0
   SEEDS_PER_ITERATION, GROUP_SIZE = 2, 2
   OVERRIDES = ["bc.steps=2", "train.total_iterations=1", "train.eval_every=1",
                "train.checkpoint_every=1", "eval.greedy=False"]
   VARIANCE_BATCHES = 2
-  OUT = tempfile.mkdtemp(prefix="credit_assignment_smoke_")
-  RUNS_DIR = os.path.join(OUT, "runs")
-  RESULTS_CSV = os.path.join(OUT, "credit_assignment.csv")
-  VARIANCE_CSV = os.path.join(OUT, "credit_assignment_variance.csv")
-  OVERRIDES.append(f"data_dir={os.path.join(OUT, 'data')}")
 else:
-  CONFIG_VARIANT = "cpu"
   ENVS = ("maze_po", "text_nav_po", "wilt")
   SEED = 0
   # Every method updates on 64 episodes per iteration: the group methods as 8 tasks x G=8,
@@ -108,72 +97,46 @@ else:
   OVERRIDES = ["train.total_iterations=16", "train.eval_every=4", "train.checkpoint_every=4",
                "eval.episodes=64", "eval.greedy=False"]
   VARIANCE_BATCHES = 8
-  RUNS_DIR = os.path.join(REPO, "runs", "notebooks", "credit_assignment")
-  RESULTS_CSV = os.path.join(REPO, "experiments", "results", "credit_assignment.csv")
-  VARIANCE_CSV = os.path.join(REPO, "experiments", "results", "credit_assignment_variance.csv")
 
 EPISODES_PER_ITERATION = SEEDS_PER_ITERATION * GROUP_SIZE
-jax.config.update("jax_compilation_cache_dir", os.path.join(RUNS_DIR, "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-print(f"SMOKE={SMOKE}  variant={CONFIG_VARIANT}  envs={ENVS}  seed={SEED}  "
-      f"episodes per iteration={EPISODES_PER_ITERATION}  overrides={OVERRIDES}")
-print(f"jax {jax.__version__} on {jax.devices()}; {platform.processor() or platform.machine()}, "
-      f"{os.cpu_count()} CPUs")
+GROUP_ROLLOUT = [f"rollout.seeds_per_iteration={SEEDS_PER_ITERATION}",
+                 f"rollout.group_size={GROUP_SIZE}"]
+SINGLE_ROLLOUT = [f"rollout.seeds_per_iteration={EPISODES_PER_ITERATION}",
+                  "rollout.group_size=1"]
+# The methods that play the plain environment share one BC warm start; HiPER trains its own,
+# on its reply format.
+METHODS = {
+    m: Method(name, file, [*own, *(GROUP_ROLLOUT if file == "group.py" else SINGLE_ROLLOUT)],
+              envs=only, bc_group="hiper" if m == "HiPER" else "")
+    for m, (name, file, own, only) in METHOD_CONFIGS.items()}
+GRID = grid.Grid.create("credit_assignment", smoke=SMOKE, methods=METHODS, envs=ENVS,
+                        seeds=(SEED,), overrides=OVERRIDES, metric="eval/success_rate")
+RESULTS_CSV = GRID.results_path("credit_assignment.csv")
+VARIANCE_CSV = GRID.results_path("credit_assignment_variance.csv")
+print(f"SMOKE={SMOKE}  variant={GRID.variant}  envs={ENVS}  seed={SEED}  "
+      f"episodes per iteration={EPISODES_PER_ITERATION}  overrides={list(GRID.overrides)}")
+GRID.start()
 
 
 # %% [markdown]
 # ## The runs
 #
-# One `trainer.train` per (environment, method), through `agentrl.run_cache.train_once`: a
-# finished run is read back instead of retrained, and the methods that play the plain
-# environment share one BC warm start (trained by the first, copied into the others' run
-# directories). HiPER trains its own, on its reply format.
+# One `trainer.train` per (environment, method), through `agentrl.grid`: a finished run is read
+# back instead of retrained, and the methods that play the plain environment share one BC
+# warm start (trained by the first, copied into the others' run directories). HiPER trains
+# its own, on its reply format.
 
 
 # %%
-def methods_for(env):
-  return [m for m, (_, _, only) in METHODS.items() if only is None or env in only]
+def describe(r):
+  return (f"{r.env:12s} {r.method:15s} {r.seconds / 60:5.1f} min: success "
+          f"{r.first['eval/success_rate']:.3f} -> {r.last['eval/success_rate']:.3f}, return "
+          f"{r.first['eval/mean_return']:+.3f} -> {r.last['eval/mean_return']:+.3f} after "
+          f"{r.last['episodes']:.0f} episodes")
 
 
-def load(env, method):
-  file, own, _ = METHODS[method]
-  if file == "group.py":
-    rollout_keys = [f"rollout.seeds_per_iteration={SEEDS_PER_ITERATION}",
-                    f"rollout.group_size={GROUP_SIZE}"]
-  else:
-    rollout_keys = [f"rollout.seeds_per_iteration={EPISODES_PER_ITERATION}",
-                    "rollout.group_size=1"]
-  overrides = [f"seed={SEED}", *OVERRIDES, *own, *rollout_keys]
-  path = os.path.join(configs.CONFIG_DIR, file)
-  return configs.load_config(f"{path}:{CONFIG_VARIANT},env={env}", overrides), overrides
-
-
-def run_dir(env, method):
-  name = method.lower().replace(" ", "_").replace("-", "_")
-  return os.path.join(RUNS_DIR, f"{env}-{CONFIG_VARIANT}-{name}-seed{SEED}")
-
-
-def run(env, method):
-  config, overrides = load(env, method)
-  same_bc = [run_dir(env, m) for m in methods_for(env) if (m == "HiPER") == (method == "HiPER")]
-  seconds = run_cache.train_once(config, run_dir(env, method), bc_from=same_bc)
-  rows = [r for r in read_metrics(run_dir(env, method)) if "eval/success_rate" in r]
-  return {"env": env, "method": method, "config": config, "overrides": overrides,
-          "rows": rows, "seconds": seconds}
-
-
-tic = time.perf_counter()
-RESULTS = {}
-for env in ENVS:
-  for method in methods_for(env):
-    r = RESULTS[env, method] = run(env, method)
-    first, last = r["rows"][0], r["rows"][-1]
-    print(f"{env:12s} {method:15s} {r['seconds'] / 60:5.1f} min: success "
-          f"{first['eval/success_rate']:.3f} -> {last['eval/success_rate']:.3f}, return "
-          f"{first['eval/mean_return']:+.3f} -> {last['eval/mean_return']:+.3f} after "
-          f"{last['episodes']:.0f} episodes")
-print(f"all runs: {sum(r['seconds'] for r in RESULTS.values()) / 60:.1f} min of training "
-      f"({(time.perf_counter() - tic) / 60:.1f} min in this execution)")
+RESULTS = {(r.env, r.method): r
+           for r in GRID.train_all(order=("env", "method", "seed"), describe=describe)}
 
 # %% [markdown]
 # ## Success and return vs environment episodes
@@ -190,8 +153,8 @@ for col, env in enumerate(ENVS):
   for row, (key, label) in enumerate((("eval/success_rate", "success rate"),
                                       ("eval/mean_return", "mean return"))):
     ax = axes[row, col]
-    for method in methods_for(env):
-      rows = RESULTS[env, method]["rows"]
+    for method in GRID.methods_for(env):
+      rows = RESULTS[env, method].rows
       ax.plot([r["episodes"] for r in rows], [r[key] for r in rows], marker=".",
               color=COLORS[method], label=method)
     ax.set_xlabel("environment episodes")
@@ -204,47 +167,36 @@ plt.show()
 
 TABLE = []
 for (env, method), r in RESULTS.items():
-  first, last = r["rows"][0], r["rows"][-1]
+  first, last = r.first, r.last
   # Area under the success curve per episode: learning speed, not only the end point.
-  x = np.asarray([row["episodes"] for row in r["rows"]], float)
-  y = np.asarray([row["eval/success_rate"] for row in r["rows"]], float)
+  x = np.asarray([row["episodes"] for row in r.rows], float)
+  y = np.asarray([row["eval/success_rate"] for row in r.rows], float)
   auc = float(np.trapezoid(y, x) / x[-1]) if x[-1] > 0 else float(y[-1])
   TABLE.append({"env": env, "method": method, "seed": SEED, "episodes": int(last["episodes"]),
                 "start_success": first["eval/success_rate"],
                 "final_success": last["eval/success_rate"], "mean_success_over_training": auc,
                 "start_return": first["eval/mean_return"],
-                "final_return": last["eval/mean_return"], "wall_time_s": round(r["seconds"], 1)})
-
-
-def write_csv(path, table):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
-    f.write(",".join(table[0]) + "\n")
-    for row in table:
-      f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values())
-              + "\n")
-
-
-write_csv(RESULTS_CSV, TABLE)
+                "final_return": last["eval/mean_return"], "wall_time_s": round(r.seconds, 1)})
+grid.write_csv(RESULTS_CSV, TABLE)
 print(f"{'env':12s} {'method':15s} {'success: start':>14s} {'final':>6s} {'mean':>6s} "
       f"{'return: start':>13s} {'final':>7s} {'minutes':>7s}")
 for t in TABLE:
   print(f"{t['env']:12s} {t['method']:15s} {t['start_success']:14.3f} {t['final_success']:6.3f} "
         f"{t['mean_success_over_training']:6.3f} {t['start_return']:+13.3f} "
         f"{t['final_return']:+7.3f} {t['wall_time_s'] / 60:7.1f}")
-print(f"\nwrote {os.path.relpath(RESULTS_CSV, REPO) if not SMOKE else RESULTS_CSV}")
+print(f"\nwrote {GRID.shown(RESULTS_CSV)}")
 
 # %% [markdown]
 # ## The estimators on the same batches
 #
 # The batches: the final policy of the turn-level GAE run plays `VARIANCE_BATCHES` batches of
 # 8 held-out tasks x 8 episodes (groups for the critic-free estimators) at temperature 1. On
-# each batch every estimator computes its advantages with the public functions the algorithms
-# use: `group.group_turn_advantages` (GRPO, RLOO, GiGPO, and A2TGPO with the policy's answer
-# log-probs from `policy.answer_logprobs`) and `ppo.prepare` with the run's own critic
-# (turn-level GAE), whose values belong to the policy that played. HiPER is measured the same
-# way on batches its own final policy plays in its reply format, with its critic's three
-# heads (`hiper.prepare`), beside GRPO, RLOO and GiGPO on those same batches.
+# each batch every estimator computes its advantages as its update does, through
+# `agentrl.diagnostics`: `group_advantages` (GRPO, RLOO, GiGPO, and A2TGPO with the policy's
+# answer log-probs) and `critic_advantages` with the run's own critic (turn-level GAE), whose
+# values belong to the policy that played. HiPER is measured the same way on batches its own
+# final policy plays in its reply format, with its critic's three heads, beside GRPO, RLOO
+# and GiGPO on those same batches.
 #
 # Three numbers per estimator, over the batches:
 #
@@ -260,37 +212,6 @@ print(f"\nwrote {os.path.relpath(RESULTS_CSV, REPO) if not SMOKE else RESULTS_CS
 
 
 # %%
-@functools.partial(jax.jit, static_argnums=1)
-def pg_gradient(params, policy_config, batch, token_adv, mask):
-  def objective(p):
-    lp = policy.evaluate(p, policy_config, batch.tokens, batch.positions,
-                         batch.attention_mask).logprobs
-    return jnp.sum(jnp.where(mask, token_adv * lp, 0.0)) / jnp.maximum(mask.sum(), 1)
-  grads = jax.grad(objective)(params)
-  return jnp.concatenate([g.ravel() for g in jax.tree.leaves(grads)])
-
-
-def critic_free(env, batch, params, policy_config, methods, temperature):
-  """{method: (token advantages, token mask)} of the group estimators on `batch`, each with
-  the options its run trained with (`group.advantage_options`)."""
-  turn_mask = batch.turn_mask.astype(bool)
-  mask = batch.action_mask.astype(bool) & batch.attention_mask.astype(bool)
-  out = {}
-  for method in methods:
-    a = load(env, method)[0].algorithm
-    kwargs = group.advantage_options(a, a.name)
-    answer_lp = None
-    if kwargs["credit_mode"] == "a2tgpo":
-      answer_lp = policy.answer_logprobs(
-          params, policy_config, batch.tokens, batch.positions, batch.attention_mask,
-          batch.action_mask, batch.turn_index, batch.answer_tokens, turn_mask.shape[1],
-          temperature=temperature)
-    turn_adv, _ = group.group_turn_advantages(batch, answer_logprob=answer_lp, **kwargs)
-    out[method] = (advantages.turns_to_tokens(turn_adv, batch.turn_index, batch.action_mask),
-                   mask)
-  return out
-
-
 def play_batches(exp, params, env, answer_length):
   """`VARIANCE_BATCHES` group batches of held-out tasks played by `params`."""
   lm = rollout.LMPolicy(params, exp.models.policy_config, exp.models.sampling)
@@ -308,52 +229,36 @@ def play_batches(exp, params, env, answer_length):
   return batches
 
 
-def noise(grads):
-  g = np.stack([np.asarray(x, np.float64) for x in grads])
-  n = len(g)
-  unit = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-30)
-  cos = unit @ unit.T
-  pairwise = float(cos[~np.eye(n, dtype=bool)].mean()) if n > 1 else float("nan")
-  var = float(g.var(axis=0, ddof=1).sum()) if n > 1 else float("nan")
-  signal = float(np.sum(g.mean(axis=0) ** 2)) - var / n
-  return pairwise, (var / signal if signal > 0 else float("inf"))
-
-
 def measure(env, source):
   """Plays the batches with the final policy of `source` and measures every estimator."""
-  config, _ = load(env, source)
-  exp, state = run_cache.restore(config, run_dir(env, source))
+  config = GRID.config(env, source, SEED)
+  exp, state = run_cache.restore(config, GRID.run_dir(env, source, SEED))
   params = state.params["policy"]
   cfg = exp.models.policy_config
-  others = ["GRPO", "RLOO", "GiGPO"] + (["A2TGPO"] if "A2TGPO" in methods_for(env)
+  others = ["GRPO", "RLOO", "GiGPO"] + (["A2TGPO"] if "A2TGPO" in GRID.methods_for(env)
                                          and source != "HiPER" else [])
   answer_length = 32 if "A2TGPO" in others else 0
-  if source == "HiPER":
-    s = hiper.settings(config.algorithm, exp.models)
-    prep = jax.jit(lambda p, v, r, b: hiper.prepare(p, v, r, b, s)[0])
-  else:
-    s = ppo.settings(config.algorithm, exp.models, turn_level=True)
-    prep = jax.jit(lambda p, v, r, b: ppo.prepare(p, v, r, b, s)[0])
-  ref = state.frozen.get("reference", params)
+  critic = diagnostics.critic_advantages(config.algorithm, exp.models)
+  # Each group estimator with the options its run trained with.
+  group_configs = {m: GRID.config(env, m, SEED).algorithm for m in others}
   stats = {m: {"std": [], "zero": [], "grads": []} for m in [source, *others]}
   returns = []
   for batch in play_batches(exp, params, env, answer_length):
-    prepared = prep(params, state.params["value"], ref, batch)
-    mask = prepared.get("policy_mask", batch.action_mask.astype(bool)
-                        & batch.attention_mask.astype(bool))
-    adv = {source: (prepared["advantages"], mask),
-           **critic_free(env, batch, params, cfg, others,
-                         exp.models.sampling.temperature or 1.0)}
+    adv = {source: critic(state, batch),
+           **{m: diagnostics.group_advantages(
+               batch, a, params=params, policy_config=cfg,
+               temperature=exp.models.sampling.temperature or 1.0)
+              for m, a in group_configs.items()}}
     for m, (a, mk) in adv.items():
       vals = np.asarray(a)[np.asarray(mk)]
       stats[m]["std"].append(float(vals.std()) if vals.size else 0.0)
       stats[m]["zero"].append(float(np.mean(vals == 0)) if vals.size else 1.0)
-      stats[m]["grads"].append(pg_gradient(params, cfg, batch, a, mk))
+      stats[m]["grads"].append(diagnostics.policy_gradient(params, cfg, batch, a, mk))
     ret = np.asarray(jnp.sum(jnp.where(batch.turn_mask, batch.rewards, 0.0), -1))
     returns.append(float(ret.mean()))
   rows = []
   for m, st in stats.items():
-    cosine, nsr = noise(st["grads"])
+    cosine, nsr = diagnostics.gradient_noise(st["grads"])
     rows.append({"env": env, "batches_from": source, "estimator": m,
                  "batches": len(st["std"]), "episodes_per_batch": EPISODES_PER_ITERATION,
                  "batch_mean_return": float(np.mean(returns)),
@@ -368,14 +273,14 @@ VARIANCE = []
 for env in ENVS:
   for source in ("turn-level GAE", "HiPER"):
     VARIANCE += measure(env, source)
-write_csv(VARIANCE_CSV, VARIANCE)
+grid.write_csv(VARIANCE_CSV, VARIANCE)
 print(f"{'env':12s} {'batches from':15s} {'estimator':15s} {'adv std':>8s} {'zero':>6s} "
       f"{'grad cos':>8s} {'noise/signal':>12s}")
 for v in VARIANCE:
   print(f"{v['env']:12s} {v['batches_from']:15s} {v['estimator']:15s} "
         f"{v['advantage_std']:8.3f} {v['zero_fraction']:6.3f} {v['gradient_cosine']:8.3f} "
         f"{v['noise_to_signal']:12.3g}")
-print(f"\nwrote {os.path.relpath(VARIANCE_CSV, REPO) if not SMOKE else VARIANCE_CSV} "
+print(f"\nwrote {GRID.shown(VARIANCE_CSV)} "
       f"({(time.perf_counter() - tic) / 60:.1f} min)")
 
 # %%
@@ -400,13 +305,13 @@ plt.show()
 # ## The configs, seeds and wall time
 
 # %%
-print(f"overrides for every method: {', '.join(OVERRIDES)}")
-print(f"total training wall time {sum(r['seconds'] for r in RESULTS.values()) / 60:.1f} min on "
+print(f"overrides for every method: {', '.join(GRID.overrides)}")
+print(f"total training wall time {grid.total_minutes(RESULTS.values()):.1f} min on "
       f"{os.cpu_count()} CPU cores")
-for method, (file, _, _) in METHODS.items():
-  r = next(r for (_, m), r in RESULTS.items() if m == method)
-  c = r["config"]
-  print(f"\n{method}: experiments/configs/{file}:{CONFIG_VARIANT} with {r['overrides']}; policy "
+for method, m in METHODS.items():
+  r = grid.select(RESULTS.values(), method=method)[0]
+  c = r.config
+  print(f"\n{method}: experiments/configs/{m.config}:{GRID.variant} with {r.overrides}; policy "
         f"{c.policy.num_layers} layers x {c.policy.hidden_size} wide, BC {c.bc.steps} steps, "
         f"{c.train.total_iterations} iterations x {c.rollout.seeds_per_iteration} tasks x "
         f"{c.rollout.group_size} episodes")

@@ -54,34 +54,30 @@ SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_
 # %%
 import json
 import os
-import platform
-import tempfile
-import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # One progress bar per run would flood the outputs.
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-import agentrl
-from agentrl import configs, data, run_cache
-from agentrl.logging_utils import read_metrics
+from agentrl import configs, data, grid
+from agentrl.grid import Method
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
 # Our environment -> the row name of LMRL-Gym's tables.
 PAPER_TASK = {"twenty_questions": "20Qs", "guess_my_city": "Guess", "maze_fo": "FO Maze",
               "maze_po": "PO Maze", "text_nav_fo": "FO Text-Nav", "text_nav_po": "PO Text-Nav",
               "wordle": "Wordle"}
-# method -> (config file, overrides). "BC" has no run of its own: it is every run's start.
-METHODS = {
-    "% BC": ("filtered_bc.py", ["algorithm.name=filtered_bc_offline"]),
-    "MC Return": ("value_offline.py", ["algorithm.name=mc_returns", "algorithm.beta=16.0"]),
-    "ILQL": ("value_offline.py", []),
-    "Online PPO": ("ppo.py", []),
-    "Online % BC": ("filtered_bc.py", []),
+# method -> (its name in run directories, config file, overrides). "BC" has no run of its
+# own: it is every run's start.
+METHOD_CONFIGS = {
+    "% BC": ("filtered_bc", "filtered_bc.py", ["algorithm.name=filtered_bc_offline"]),
+    "MC Return": ("mc_return", "value_offline.py",
+                  ["algorithm.name=mc_returns", "algorithm.beta=16.0"]),
+    "ILQL": ("ilql", "value_offline.py", []),
+    "Online PPO": ("online_ppo", "ppo.py", []),
+    "Online % BC": ("online_filtered_bc", "filtered_bc.py", []),
 }
-COLUMNS = ("BC", *METHODS)
+COLUMNS = ("BC", *METHOD_CONFIGS)
 # LMRL-Gym Table 2 (normalised) and Table 4 (raw returns), the columns we reproduce.
 PAPER_TABLE2 = {
     "20Qs": (57.1, 77.1, 87.1, 82.9, 72.9, 55.2),
@@ -103,16 +99,11 @@ PAPER_TABLE4 = {
 }
 
 if SMOKE:
-  CONFIG_VARIANT = "smoke"
   ENVS = ("wordle",)
   SEED = 0
   OVERRIDES = ["bc.steps=2", "train.checkpoint_every=2", "eval.greedy=False"]
-  BUDGET = {m: ["train.total_iterations=1", "train.eval_every=1"] for m in METHODS}
-  OUT = tempfile.mkdtemp(prefix="lmrl_gym_table_smoke_")
-  RUNS_DIR, RESULTS_CSV = os.path.join(OUT, "runs"), os.path.join(OUT, "lmrl_gym_table.csv")
-  OVERRIDES.append(f"data_dir={os.path.join(OUT, 'data')}")
+  BUDGET = {m: ["train.total_iterations=1", "train.eval_every=1"] for m in METHOD_CONFIGS}
 else:
-  CONFIG_VARIANT = "cpu"
   ENVS = tuple(PAPER_TASK)
   SEED = 0
   # A budget cut to fit 2 CPU cores for all seven environments, one seed: BC 200 steps
@@ -131,16 +122,16 @@ else:
       "Online % BC": ["train.total_iterations=16", "train.eval_every=16",
                       "train.checkpoint_every=8"],
   }
-  RUNS_DIR = os.path.join(REPO, "runs", "notebooks", "lmrl_gym_table")
-  RESULTS_CSV = os.path.join(REPO, "experiments", "results", "lmrl_gym_table.csv")
 
-jax.config.update("jax_compilation_cache_dir", os.path.join(RUNS_DIR, "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-print(f"SMOKE={SMOKE}  variant={CONFIG_VARIANT}  envs={ENVS}  seed={SEED}  "
-      f"overrides={OVERRIDES}")
+METHODS = {m: Method(name, file, [*own, *BUDGET[m]])
+           for m, (name, file, own) in METHOD_CONFIGS.items()}
+GRID = grid.Grid.create("lmrl_gym_table", smoke=SMOKE, methods=METHODS, envs=ENVS,
+                        seeds=(SEED,), overrides=OVERRIDES, metric="eval/scored_return")
+RESULTS_CSV = GRID.results_path("lmrl_gym_table.csv")
+print(f"SMOKE={SMOKE}  variant={GRID.variant}  envs={ENVS}  seed={SEED}  "
+      f"overrides={list(GRID.overrides)}")
 print(f"per method: {BUDGET}")
-print(f"jax {jax.__version__} on {jax.devices()}; {platform.processor() or platform.machine()}, "
-      f"{os.cpu_count()} CPUs")
+GRID.start()
 
 
 # %% [markdown]
@@ -152,38 +143,13 @@ print(f"jax {jax.__version__} on {jax.devices()}; {platform.processor() or platf
 
 
 # %%
-def load(env, method):
-  file, own = METHODS[method]
-  overrides = [f"seed={SEED}", *OVERRIDES, *own, *BUDGET[method]]
-  path = os.path.join(configs.CONFIG_DIR, file)
-  return configs.load_config(f"{path}:{CONFIG_VARIANT},env={env}", overrides), overrides
+def describe(r):
+  return (f"{r.env:16s} {r.method:12s} {r.seconds / 60:5.1f} min: return "
+          f"{r.first['eval/scored_return']:+8.3f} (BC) -> {r.last['eval/scored_return']:+8.3f}")
 
 
-def run_dir(env, method):
-  name = method.replace("% ", "filtered_").replace(" ", "_").lower()
-  return os.path.join(RUNS_DIR, f"{env}-{CONFIG_VARIANT}-{name}-seed{SEED}")
-
-
-def run(env, method):
-  config, overrides = load(env, method)
-  path = run_dir(env, method)
-  # The environment's BC policy is trained once: later methods copy the first one's.
-  seconds = run_cache.train_once(config, path, bc_from=[run_dir(env, m) for m in METHODS])
-  rows = [r for r in read_metrics(path) if "eval/scored_return" in r]
-  return {"env": env, "method": method, "config": config, "overrides": overrides,
-          "rows": rows, "seconds": seconds}
-
-
-tic = time.perf_counter()
-RESULTS = {}
-for env in ENVS:
-  for method in METHODS:
-    r = RESULTS[env, method] = run(env, method)
-    start, end = r["rows"][0]["eval/scored_return"], r["rows"][-1]["eval/scored_return"]
-    print(f"{env:16s} {method:12s} {r['seconds'] / 60:5.1f} min: return {start:+8.3f} (BC) -> "
-          f"{end:+8.3f}")
-print(f"all runs: {sum(r['seconds'] for r in RESULTS.values()) / 60:.1f} min of training "
-      f"({(time.perf_counter() - tic) / 60:.1f} min in this execution)")
+RESULTS = {(r.env, r.method): r
+           for r in GRID.train_all(order=("env", "method", "seed"), describe=describe)}
 
 # %% [markdown]
 # ## Raw returns and normalised scores
@@ -200,12 +166,12 @@ print(f"all runs: {sum(r['seconds'] for r in RESULTS.values()) / 60:.1f} min of 
 RAW, SCORE, SUCCESS, CUT = {}, {}, {}, {}
 for env in ENVS:
   for col in COLUMNS:
-    r = RESULTS[env, next(iter(METHODS)) if col == "BC" else col]["rows"]
-    row = r[0] if col == "BC" else r[-1]
+    r = RESULTS[env, next(iter(METHODS)) if col == "BC" else col]
+    row = r.first if col == "BC" else r.last
     RAW[env, col], SUCCESS[env, col] = row["eval/scored_return"], row["eval/success_rate"]
     CUT[env, col] = row["eval/context_truncated"]
     SCORE[env, col] = float(data.normalized_score(env, RAW[env, col]))
-  starts = [RESULTS[env, m]["rows"][0]["eval/scored_return"] for m in METHODS]
+  starts = [RESULTS[env, m].first["eval/scored_return"] for m in METHODS]
   print(f"{env:16s} BC return re-measured at each run's start: "
         f"{', '.join(f'{s:+.3f}' for s in starts)}")
 
@@ -257,28 +223,30 @@ plt.show()
 # ## Written results, configs and wall time
 
 # %%
-os.makedirs(os.path.dirname(RESULTS_CSV), exist_ok=True)
-with open(RESULTS_CSV, "w") as f:
-  f.write("env,paper_task,method,scored_return,success_rate,context_truncated,score,paper_score,"
-          "paper_raw_return,iterations,wall_time_s\n")
-  for env in ENVS:
-    for i, col in enumerate(COLUMNS):
-      r = RESULTS[env, next(iter(METHODS)) if col == "BC" else col]
-      iterations = 0 if col == "BC" else r["rows"][-1]["step"]
-      seconds = "" if col == "BC" else f"{r['seconds']:.1f}"
-      f.write(f"{env},{PAPER_TASK[env]},{col},{RAW[env, col]:.4f},{SUCCESS[env, col]:.4f},"
-              f"{CUT[env, col]:.4f},{SCORE[env, col]:.2f},{PAPER_TABLE2[PAPER_TASK[env]][i]},"
-              f"{PAPER_TABLE4[PAPER_TASK[env]][i]},{iterations},{seconds}\n")
-print(f"wrote {os.path.relpath(RESULTS_CSV, REPO) if not SMOKE else RESULTS_CSV}")
-print(f"overrides for every run: {', '.join(OVERRIDES)}; seed {SEED}")
-print(f"total training wall time {sum(r['seconds'] for r in RESULTS.values()) / 60:.1f} min "
+TABLE = []
+for env in ENVS:
+  for i, col in enumerate(COLUMNS):
+    r = RESULTS[env, next(iter(METHODS)) if col == "BC" else col]
+    TABLE.append({"env": env, "paper_task": PAPER_TASK[env], "method": col,
+                  "scored_return": RAW[env, col], "success_rate": SUCCESS[env, col],
+                  "context_truncated": CUT[env, col], "score": SCORE[env, col],
+                  "paper_score": PAPER_TABLE2[PAPER_TASK[env]][i],
+                  "paper_raw_return": PAPER_TABLE4[PAPER_TASK[env]][i],
+                  "iterations": 0 if col == "BC" else r.last["step"],
+                  "wall_time_s": "" if col == "BC" else r.seconds})
+grid.write_csv(RESULTS_CSV, TABLE, formats={
+    "scored_return": "{:.4f}", "success_rate": "{:.4f}", "context_truncated": "{:.4f}",
+    "score": "{:.2f}", "paper_score": "{}", "paper_raw_return": "{}", "wall_time_s": "{:.1f}"})
+print(f"wrote {GRID.shown(RESULTS_CSV)}")
+print(f"overrides for every run: {', '.join(GRID.overrides)}; seed {SEED}")
+print(f"total training wall time {grid.total_minutes(RESULTS.values()):.1f} min "
       f"on {os.cpu_count()} CPU cores")
-for method, (file, own) in METHODS.items():
-  c = RESULTS[ENVS[0], method]["config"]
-  print(f"\n{method}: experiments/configs/{file}:{CONFIG_VARIANT},env=<env> "
-        f"{' '.join(own + BUDGET[method])}")
+for method, m in METHODS.items():
+  c = RESULTS[ENVS[0], method].config
+  print(f"\n{method}: experiments/configs/{m.config}:{GRID.variant},env=<env> "
+        f"{' '.join(m.overrides)}")
   print("algorithm:", json.dumps(configs.config_to_dict(c.algorithm), sort_keys=True))
-c = RESULTS[ENVS[0], "ILQL"]["config"]
+c = RESULTS[ENVS[0], "ILQL"].config
 print(f"\npolicy {c.policy.num_layers} layers x {c.policy.hidden_size} wide, BC {c.bc.steps} "
       f"steps on {c.dataset.episodes} dataset episodes ({dict(c.dataset.mixture)}), eval on "
       f"{c.eval.episodes} held-out tasks at temperature {c.eval.temperature}")

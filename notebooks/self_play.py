@@ -41,38 +41,27 @@ SMOKE = False  # True: the configs' smoke variants and tiny budgets (tests/test_
 # %%
 import json
 import os
-import platform
-import tempfile
-import time
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # One progress bar per run would flood the outputs.
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-import agentrl
-from agentrl import configs, data, envs, rollout, run_cache, trainer
-from agentrl.logging_utils import read_metrics
+from agentrl import configs, data, envs, grid, rollout, trainer
+from agentrl.grid import Method
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(agentrl.__file__)))
 ENVS = ("kuhn_poker", "tictactoe")
 VARIANTS = {"RAE (per-role baselines)": True, "shared baseline": False}
 OPPONENT = "strong"  # Kuhn poker: Nash player; tic-tac-toe: minimax.
 
 ENV_OVERRIDES = {env: [] for env in ENVS}  # Per game, applied after OVERRIDES.
 if SMOKE:
-  CONFIG_VARIANT = "smoke"
   SEEDS = (0,)
   # No BC warm start (so no offline dataset to build): the smoke run checks the plumbing.
   OVERRIDES = ["bc.steps=0", "train.total_iterations=1", "train.eval_every=1",
                "train.checkpoint_every=1"]
   REFERENCE_EPISODES = 8
-  OUT = tempfile.mkdtemp(prefix="self_play_smoke_")
-  RUNS_DIR, RESULTS_CSV = os.path.join(OUT, "runs"), os.path.join(OUT, "self_play.csv")
-  OVERRIDES.append(f"data_dir={os.path.join(OUT, 'data')}")
 else:
-  CONFIG_VARIANT = "cpu"
   # Two seeds, not three, and a shorter budget than the cpu variant's: on the 2-core machine
   # (shared with other jobs) one unmodified cpu run on Kuhn poker took about 16 minutes (10 of
   # them the 400 BC steps), and the whole grid had to fit in about 40 minutes. So: BC 100
@@ -84,63 +73,38 @@ else:
                "train.checkpoint_every=8"]
   ENV_OVERRIDES["tictactoe"] = ["train.total_iterations=12"]
   REFERENCE_EPISODES = 2000
-  RUNS_DIR = os.path.join(REPO, "runs", "notebooks", "self_play")
-  RESULTS_CSV = os.path.join(REPO, "experiments", "results", "self_play.csv")
 
-# Runs of the same game share most compiled programs (sampling, BC, evaluation): cache them.
-jax.config.update("jax_compilation_cache_dir", os.path.join(RUNS_DIR, "jax_cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-print(f"SMOKE={SMOKE}  variant={CONFIG_VARIANT}  seeds={SEEDS}  overrides={OVERRIDES}  "
+# One method per estimator: experiments/configs/self_play.py with the ablation's override.
+METHODS = {label: Method("rae" if role_conditioned else "shared", "self_play.py",
+                         [f"algorithm.role_conditioned={role_conditioned}"])
+           for label, role_conditioned in VARIANTS.items()}
+GRID = grid.Grid.create("self_play", smoke=SMOKE, methods=METHODS, envs=ENVS, seeds=SEEDS,
+                        overrides=OVERRIDES, env_overrides=ENV_OVERRIDES,
+                        metric=f"eval_vs_{OPPONENT}/win_rate")
+RESULTS_CSV = GRID.results_path("self_play.csv")
+print(f"SMOKE={SMOKE}  variant={GRID.variant}  seeds={SEEDS}  overrides={list(GRID.overrides)}  "
       f"per game: {ENV_OVERRIDES}")
-print(f"jax {jax.__version__} on {jax.devices()}; {platform.processor() or platform.machine()}, "
-      f"{os.cpu_count()} CPUs")
+GRID.start()  # Runs of a game share most compiled programs (sampling, BC, evaluation).
 
 
 # %% [markdown]
 # ## The runs
 #
-# One `trainer.train` call per (game, estimator, seed). A run directory that already holds a
-# finished run is read instead of retrained (the trainer also resumes an interrupted one), and
-# each run's wall time is stored beside its metrics. The two estimators of one seed start from
-# the same behaviour-cloned policy: the first run's BC checkpoint (`<run>/bc`) is copied into
-# the second run's directory, where the trainer reuses it instead of training it again.
+# One `trainer.train` call per (game, estimator, seed), through `agentrl.grid`. A run directory
+# that already holds a finished run is read instead of retrained (the trainer also resumes an
+# interrupted one), and each run's wall time is stored beside its metrics. The two estimators
+# of one seed start from the same behaviour-cloned policy: the first run's BC checkpoint
+# (`<run>/bc`) is copied into the second run's directory, where the trainer reuses it instead
+# of training it again.
 
 
 # %%
-def load(env, role_conditioned, seed):
-  overrides = [f"algorithm.role_conditioned={role_conditioned}", f"seed={seed}", *OVERRIDES,
-               *ENV_OVERRIDES[env]]
-  # The full path: run from notebooks/, a bare "self_play.py" would name this notebook's script.
-  path = os.path.join(configs.CONFIG_DIR, "self_play.py")
-  return configs.load_config(f"{path}:{CONFIG_VARIANT},env={env}", overrides), overrides
+def describe(r):
+  return (f"{r.env:11s} {r.method:25s} seed {r.seed}: {r.seconds / 60:5.1f} min, final win rate "
+          f"{r.last[f'eval_vs_{OPPONENT}/win_rate']:.3f}")
 
 
-def run_dir(env, role_conditioned, seed):
-  name = "rae" if role_conditioned else "shared"
-  return os.path.join(RUNS_DIR, f"{env}-{CONFIG_VARIANT}-{name}-seed{seed}")
-
-
-def run(env, role_conditioned, seed):
-  config, overrides = load(env, role_conditioned, seed)
-  path = run_dir(env, role_conditioned, seed)
-  seconds = run_cache.train_once(config, path,
-                                 bc_from=[run_dir(env, not role_conditioned, seed)])
-  rows = [r for r in read_metrics(path) if f"eval_vs_{OPPONENT}/win_rate" in r]
-  return {"env": env, "role_conditioned": role_conditioned, "seed": seed, "config": config,
-          "overrides": overrides, "rows": rows, "seconds": seconds}
-
-
-tic = time.perf_counter()
-RESULTS = []
-for env in ENVS:
-  for label, role_conditioned in VARIANTS.items():
-    for seed in SEEDS:
-      r = run(env, role_conditioned, seed)
-      RESULTS.append(r)
-      print(f"{env:11s} {label:25s} seed {seed}: {r['seconds'] / 60:5.1f} min, final win rate "
-            f"{r['rows'][-1][f'eval_vs_{OPPONENT}/win_rate']:.3f}")
-print(f"all runs: {sum(r['seconds'] for r in RESULTS) / 60:.1f} min of training "
-      f"({(time.perf_counter() - tic) / 60:.1f} min in this execution)")
+RESULTS = GRID.train_all(order=("env", "method", "seed"), describe=describe)
 
 # %% [markdown]
 # ## Reference points: the scripted players against the same opponent
@@ -155,7 +119,7 @@ print(f"all runs: {sum(r['seconds'] for r in RESULTS) / 60:.1f} min of training 
 
 # %%
 def scripted_reference(env, which):
-  config, _ = load(env, True, 0)
+  config = GRID.config(env, next(iter(METHODS)), 0)
   tok = trainer.build_tokenizer(config)
   fixed = envs.policy(env, OPPONENT)
   seeds = data.EVAL_SEED_START + np.arange(REFERENCE_EPISODES)
@@ -189,13 +153,6 @@ PANELS = (("", "mean over seats"), ("seat0_", "seat 0 (moves first)"),
 COLORS = {True: "tab:blue", False: "tab:orange"}
 
 
-def curves(env, role_conditioned, key):
-  runs = [r for r in RESULTS if r["env"] == env and r["role_conditioned"] == role_conditioned]
-  x = np.asarray([row["episodes"] for row in runs[0]["rows"]], float)
-  y = np.asarray([[row[key] for row in r["rows"]] for r in runs], float)
-  return x, y
-
-
 def figure(metric, ylabel):
   fig, axes = plt.subplots(len(PANELS), len(ENVS), figsize=(5.2 * len(ENVS), 2.8 * len(PANELS)),
                            sharex="col", layout="constrained")
@@ -203,7 +160,7 @@ def figure(metric, ylabel):
     for i, (prefix, title) in enumerate(PANELS):
       ax, key = axes[i, j], f"eval_vs_{OPPONENT}/{prefix}{metric}"
       for label, role_conditioned in VARIANTS.items():
-        x, y = curves(env, role_conditioned, key)
+        x, y = grid.curves(RESULTS, key, env=env, method=label)
         ax.plot(x, np.median(y, axis=0), color=COLORS[role_conditioned], label=label)
         ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=COLORS[role_conditioned],
                         alpha=0.2, linewidth=0)
@@ -235,7 +192,7 @@ figure("mean_return", "mean return")
 fig, axes = plt.subplots(1, len(ENVS), figsize=(5.2 * len(ENVS), 2.8), layout="constrained")
 for ax, env in zip(axes, ENVS):
   for label, role_conditioned in VARIANTS.items():
-    x, y = curves(env, role_conditioned, "eval/invalid_action_rate")
+    x, y = grid.curves(RESULTS, "eval/invalid_action_rate", env=env, method=label)
     ax.plot(x, np.median(y, axis=0), color=COLORS[role_conditioned], label=label)
     ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=COLORS[role_conditioned], alpha=0.2,
                     linewidth=0)
@@ -257,19 +214,13 @@ FINAL_KEYS = ("win_rate", "seat0_win_rate", "seat1_win_rate", "mean_return",
               "seat0_mean_return", "seat1_mean_return", "invalid_action_rate")
 TABLE = []
 for r in RESULTS:
-  last = r["rows"][-1]
-  TABLE.append({"env": r["env"], "estimator": "rae" if r["role_conditioned"] else "shared",
-                "seed": r["seed"], "iterations": last["step"], "episodes": last["episodes"],
+  last = r.last
+  TABLE.append({"env": r.env, "estimator": METHODS[r.method].name,
+                "seed": r.seed, "iterations": last["step"], "episodes": last["episodes"],
                 **{k: last[f"eval_vs_{OPPONENT}/{k}"] for k in FINAL_KEYS[:-1]},
                 "invalid_action_rate": last["eval/invalid_action_rate"],
-                "wall_time_s": round(r["seconds"], 1)})
-
-os.makedirs(os.path.dirname(RESULTS_CSV), exist_ok=True)
-with open(RESULTS_CSV, "w") as f:
-  f.write(",".join(TABLE[0]) + "\n")
-  for row in TABLE:
-    f.write(",".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values())
-            + "\n")
+                "wall_time_s": round(r.seconds, 1)})
+grid.write_csv(RESULTS_CSV, TABLE)
 
 header = f"{'env':11s} {'estimator':9s} {'seeds':>6s} " + " ".join(f"{k:>17s}" for k in FINAL_KEYS)
 print(header)
@@ -288,19 +239,19 @@ for t in TABLE:
         f"(seats {t['seat0_win_rate']:.3f} / {t['seat1_win_rate']:.3f}), mean return "
         f"{t['mean_return']:+.3f}, invalid moves {t['invalid_action_rate']:.3f}, "
         f"{t['wall_time_s'] / 60:.1f} min")
-print(f"\nwrote {os.path.relpath(RESULTS_CSV, REPO) if not SMOKE else RESULTS_CSV}")
+print(f"\nwrote {GRID.shown(RESULTS_CSV)}")
 
 # %% [markdown]
 # ## The configs, seeds and wall time
 
 # %%
-print(f"config: experiments/configs/self_play.py:{CONFIG_VARIANT},env=<game>, overrides "
-      f"algorithm.role_conditioned=<True|False>, seed=<seed>, {', '.join(OVERRIDES)}; "
+print(f"config: experiments/configs/self_play.py:{GRID.variant},env=<game>, overrides "
+      f"seed=<seed>, {', '.join(GRID.overrides)}, algorithm.role_conditioned=<True|False>; "
       f"per game {ENV_OVERRIDES}")
 print(f"seeds: {list(SEEDS)}; total training wall time "
-      f"{sum(r['seconds'] for r in RESULTS) / 60:.1f} min on {os.cpu_count()} CPU cores")
+      f"{grid.total_minutes(RESULTS):.1f} min on {os.cpu_count()} CPU cores")
 for env in ENVS:
-  c = next(r["config"] for r in RESULTS if r["env"] == env)
+  c = grid.select(RESULTS, env=env)[0].config
   print(f"\n{env}: policy {c.policy.num_layers} layers x {c.policy.hidden_size} wide, "
         f"BC warm start {c.bc.steps} steps on {c.dataset.episodes} scripted games "
         f"({dict(c.dataset.mixture)}), {c.train.total_iterations} iterations x "
