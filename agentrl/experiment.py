@@ -162,7 +162,7 @@ def check_finite(metrics, ckpt: checkpoint.Checkpointer, step: int, state, **sav
 def behaviour_clone(exp: Experiment, run_dir: str) -> Any:
   """The BC warm start (`config.bc`), saved under run_dir/bc and reused on resume."""
   c, layout = exp.config.bc, exp.layout
-  bc_algo = algorithms.make("bc", c, exp.models)
+  bc_algo = algorithms.make("bc", {k: c[k] for k in c.keys() if k != "steps"}, exp.models)
   ckpt = checkpoint.Checkpointer(os.path.join(run_dir, "bc"), max_to_keep=1)
   try:
     if ckpt.latest_step() == c.steps:

@@ -4,12 +4,13 @@ Run as a script, ``python tests/_update_sharding_check.py [archer] [ppo]`` (defa
 ``tests/test_parallel.py`` runs one per test in a subprocess, so that the main test process
 keeps its single device). For ArCHer (replay transitions, fresh actions sampled inside
 the update) and PPO (a rollout batch): the same initial state and batch are updated once on one
-device and once on each of the (8, 1, 1), (2, 2, 2) and (1, 4, 2) meshes, the state initialised
+device and once on each of the (8, 1, 1), (2, 2, 2) and (1, 4, 2) meshes (on (2, 2, 2) with
+gradients accumulated over micro-batches of half the rows: `micro_batch_size`), the state initialised
 directly into the layout of `parallel.state_shardings` (policy, critic and optimizer moments
 split over fsdp/tensor by their logical axis names) and the batch split over ("data", "fsdp").
 Prints one JSON object on the last line of stdout: ``{algorithm: {mesh: {"params": d,
 "frozen": d, "metrics": d, "fractions": d, "batch_sharded": bool, "out_devices": n,
-"sharded_state": n, "layout_kept": bool}}}``, d the max difference from the one-device update
+"sharded_state": n, "layout_kept": bool, ("micro_batch_size": m)}}}``, d the max difference from the one-device update
 (relative above 1 in magnitude), n a count of leaves.
 """
 
@@ -82,12 +83,21 @@ def compare(algo, policy_config, batch, batch_axis: int, mesh, reference) -> dic
           "layout_kept": all(jax.tree.leaves(layout))}
 
 
-def compare_meshes(algo, policy_config, batch, batch_axis: int) -> dict:
+# The mesh whose update accumulates micro-batches; the reference is the whole-batch update.
+MICRO_MESH = "2x2x2"
+
+
+def compare_meshes(make, policy_config, batch, batch_axis: int, micro_batch_size: int) -> dict:
+  """`make(micro_batch_size)` -> the algorithm; its one-device whole-batch update is the
+  reference of every mesh."""
   rng = jax.random.PRNGKey(3)
+  algo = make(0)
   reference = algo.update(algo.init(jax.random.PRNGKey(0)), batch, rng)
-  return {name: compare(algo, policy_config, batch, batch_axis,
-                        parallel.make_mesh(*sizes), reference)
-          for name, sizes in MESHES.items()}
+  out = {name: compare(make(micro_batch_size) if name == MICRO_MESH else algo, policy_config,
+                       batch, batch_axis, parallel.make_mesh(*sizes), reference)
+         for name, sizes in MESHES.items()}
+  out[MICRO_MESH]["micro_batch_size"] = micro_batch_size
+  return out
 
 
 def tiny_models(max_new_tokens: int) -> algorithms.Models:
@@ -105,16 +115,18 @@ def check_archer() -> dict:
   m = tiny_models(archer_tests.ACTION)
   config = archer_tests.config(warmup_updates=0, critic=dict(
       hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32, head_dims=(16,)))
-  archer = algorithms.make("archer", config, m)
-  return compare_meshes(archer, m.policy_config, archer_tests.fake_batch(0, c=2, a=1, n=8), 1)
+  make = lambda micro: algorithms.make(  # noqa: E731
+      "archer", ml_collections.ConfigDict({**config.to_dict(), "micro_batch_size": micro}), m)
+  return compare_meshes(make, m.policy_config, archer_tests.fake_batch(0, c=2, a=1, n=8), 1, 4)
 
 
 def check_ppo() -> dict:
   # A rollout batch of the toy task (16 rows).
   m = tiny_models(6)
-  ppo = algorithms.make("ppo", ml_collections.ConfigDict({"lr": 1e-3, "epochs": 2}), m)
+  make = lambda micro: algorithms.make("ppo", ml_collections.ConfigDict(  # noqa: E731
+      {"lr": 1e-3, "epochs": 2, "micro_batch_size": micro}), m)
   batch = h.play(m.policy_params, range(8), group_size=2, rng=0, m=m).batch
-  return compare_meshes(ppo, m.policy_config, batch, 0)
+  return compare_meshes(make, m.policy_config, batch, 0, 8)
 
 
 CHECKS = {"archer": check_archer, "ppo": check_ppo}

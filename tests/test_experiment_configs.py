@@ -6,7 +6,7 @@ import os
 import pytest
 
 from agentrl import algorithms, configs, envs, trainer
-from agentrl.algorithms import group
+from agentrl.algorithms import defaults, group
 from agentrl.logging_utils import read_metrics
 from experiments.configs import common
 
@@ -44,6 +44,57 @@ def test_variant_loads_and_names_registered_pieces(name, variant):
     get(config, key)
   if config.algorithm.name == "self_play":
     assert envs.make(config.env.name).num_roles == 2
+
+
+# The other algorithms a config file's `algorithm.name` may be set to (its docstring's).
+ALTERNATIVES = {"group": ("dr_grpo", "rloo", "reinforce_pp", "gigpo"),
+                "filtered_bc": ("filtered_bc_offline",), "value_offline": ("mc_returns",),
+                "ppo": ("turn_ppo",), "archer_twenty_questions": ("chai",)}
+
+
+def knob_keys(cls, prefix=""):
+  out = set()
+  for f in defaults.dataclasses.fields(cls):
+    nested = f.default if defaults.dataclasses.is_dataclass(f.default) else None
+    out |= knob_keys(type(nested), f"{prefix}{f.name}.") if nested else {prefix + f.name}
+  return out
+
+
+def config_keys(block, prefix=""):
+  out = set()
+  for key in block.keys():
+    value = block[key]
+    out |= config_keys(value, f"{prefix}{key}.") if hasattr(value, "keys") else {prefix + key}
+  return out
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_knob_of_the_algorithm_is_a_config_key(name):
+  """Each field of an algorithm's `Defaults` is a key of every config that runs it, and each
+  key of the block is a knob (`defaults.read` accepts the block)."""
+  for variant in VARIANTS:
+    config = configs.load_config(f"{name}.py:{variant}")
+    blocks = [(config.algorithm.name, config.algorithm), ("bc", config.bc)]
+    blocks += [(alt, config.algorithm) for alt in ALTERNATIVES.get(name, ())]
+    for algo, block in blocks:
+      knobs = algorithms.knobs(algo)
+      assert knob_keys(knobs) <= config_keys(block), (name, variant, algo)
+      defaults.read(knobs, {k: block[k] for k in block.keys() if k != "steps"}, algo)
+
+
+def test_a_knob_without_a_default_value_is_settable_and_a_typo_is_named():
+  config = configs.load_config("group.py:cpu", ["algorithm.clip_high=0.28",
+                                                "algorithm.aggregation=token-mean"])
+  h = defaults.read(group.Defaults, config.algorithm, "grpo")
+  assert (h.clip_high, h.aggregation, h.dual_clip) == (0.28, "token-mean", None)
+  config = configs.load_config("ppo.py:cpu", ["algorithm.shared_trunk=true",
+                                              "algorithm.value_hidden_dims=(8,)"])
+  h = defaults.read(algorithms.knobs("ppo"), config.algorithm, "ppo")
+  assert h.shared_trunk and h.value_hidden_dims == (8,)
+  with pytest.raises(ValueError, match="clip_hihg"):
+    defaults.read(group.Defaults, {"lr": 1e-3, "clip_hihg": 0.3}, "grpo")
+  with pytest.raises(ValueError, match="grpo.epochs=1.5"):
+    defaults.read(group.Defaults, {"epochs": 1.5}, "grpo")
 
 
 def test_env_option_and_bad_arguments():

@@ -32,10 +32,10 @@ def batch():
                    behaviour_logprobs=logprobs)
 
 
-def _update(name, config, batch, micro):
+def _update(name, config, batch, micro, models=None):
   """(initial parameters, parameters after one update, its metrics)."""
   cfg = ml_collections.ConfigDict(dict(config, micro_batch_size=micro))
-  algo = algorithms.make(name, cfg, h.models())
+  algo = algorithms.make(name, cfg, models or h.models())
   state = algo.init(jax.random.PRNGKey(0))
   initial = jax.device_get(state.params)
   state, metrics = algo.update(state, batch, jax.random.PRNGKey(1))
@@ -43,9 +43,13 @@ def _update(name, config, batch, micro):
 
 
 # One update of every loop that reads `micro_batch_size` (HiPER shares PPO's, self_play
-# GRPO's); the aggregation modes are covered by `test_objective_and_grad_by_hand`.
+# GRPO's, mc_returns ILQL's, CHAI ArCHer's); the aggregation modes are covered by
+# `test_objective_and_grad_by_hand`. ArCHer's update on 8 devices with micro-batches:
+# `tests/_update_sharding_check.py`.
 CASES = {
     "bc": ("bc", {"lr": 1e-2}),
+    "ilql": ("ilql", {"lr": 1e-2, "train_trunk": True, "minibatches": 2}),
+    "archer_offline": ("archer_offline", {"lr": 1e-2, "critic_lr": 1e-2}),
     "ppo": ("ppo", {"lr": 1e-2, "epochs": 2, "minibatches": 2, "entropy_coef": 0.01}),
     "turn_ppo": ("turn_ppo", {"lr": 1e-2}),
     "grpo": ("grpo", {"lr": 1e-2, "epochs": 2, "minibatches": 2, "kl_coef": 0.1,
@@ -53,19 +57,36 @@ CASES = {
 }
 
 
+def _largest(a, b):
+  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))), a, b)))
+
+
+def _check(full_run, micro_run):
+  (initial, full, full_metrics), (_, micro, micro_metrics) = full_run, micro_run
+  assert _largest(full, initial) > 1e-3  # The update did move the parameters.
+  assert _largest(full, micro) < 1e-5
+  for key, value in full_metrics.items():
+    if key.startswith("nonfinite/"):
+      assert value == micro_metrics[key] == 0.0
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_micro_batches_equal_the_full_batch(batch, case):
   name, config = CASES[case]
   rows = ROWS // config.get("minibatches", 1)
-  initial, full, full_metrics = _update(name, config, batch, 0)
-  _, micro, micro_metrics = _update(name, config, batch, rows // 2)
-  largest = lambda a, b: max(jax.tree.leaves(  # noqa: E731
-      jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))), a, b)))
-  assert largest(full, initial) > 1e-3  # The update did move the parameters.
-  assert largest(full, micro) < 1e-5
-  for key, value in full_metrics.items():
-    if key.startswith("nonfinite/"):
-      assert value == micro_metrics[key] == 0.0
+  _check(_update(name, config, batch, 0), _update(name, config, batch, rows // 2))
+
+
+def test_archer_critic_and_actor_micro_batches_equal_the_full_batch():
+  """Fresh actions and advantages come from the whole step batch; the critic's and the
+  actor's gradients are accumulated over micro-batches of 4 of its 8 transitions. (One critic
+  step: with two, the parameters differed by 2.5e-5, since Adam's first steps are near
+  lr·sign(g) and the second step's gradients are taken at the already-different parameters.)"""
+  from tests import test_algorithms_archer as archer_tests
+  config = archer_tests.config(warmup_updates=0, lr=1e-2, critic_lr=1e-2).to_dict()
+  models = h.models(max_new_tokens=archer_tests.ACTION)
+  batch = archer_tests.fake_batch(0, c=1, a=1, n=8)  # One critic step, one actor step.
+  _check(_update("archer", config, batch, 0, models), _update("archer", config, batch, 4, models))
 
 
 def test_objective_and_grad_by_hand():

@@ -2,8 +2,9 @@
 
   algo = agentrl.algorithms.make("bc", config.algorithm, models)
 
-See `agentrl/algorithms/base.py` for the interface (`init`, the jitted donated `update`,
-what the batch is) and the non-finite guard.
+Each module's `Defaults` dataclass holds every knob it reads (`knobs(name)`,
+`agentrl/algorithms/defaults.py`). See `agentrl/algorithms/base.py` for the interface
+(`init`, the jitted donated `update`, what the batch is) and the non-finite guard.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def names() -> list[str]:
   return sorted(_ALGORITHMS)
 
 
+def knobs(name: str) -> type:
+  """The `Defaults` dataclass of algorithm `name`: every knob its `make` reads, with its
+  default and comment (`defaults.config_block(knobs(name), name)` is its config block)."""
+  if name not in _ALGORITHMS:
+    raise ValueError(f"Unknown algorithm {name!r}; valid names: {', '.join(names())}.")
+  return importlib.import_module(f"agentrl.algorithms.{_ALGORITHMS[name][0]}").Defaults
+
+
 def make(name: str, config, models: Models) -> Algorithm:
   """Builds algorithm `name` from its config block and the starting policy."""
   if name not in _ALGORITHMS:
@@ -49,5 +58,5 @@ def make(name: str, config, models: Models) -> Algorithm:
   return importlib.import_module(f"agentrl.algorithms.{module}").make(config, models, **kwargs)
 
 
-__all__ = ["Algorithm", "Models", "TrainState", "apply_gradients", "make", "names",
+__all__ = ["Algorithm", "Models", "TrainState", "apply_gradients", "knobs", "make", "names",
            "nonfinite_losses", "optimizer"]

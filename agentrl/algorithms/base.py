@@ -1,8 +1,10 @@
 """What every algorithm is: `init(rng) -> state` and a jitted `update(state, batch, rng)`.
 
 An algorithm module defines `make(config, models) -> Algorithm`. `config` is the
-`algorithm` block of the experiment config (an `ml_collections.ConfigDict`; its values are
-static hyperparameters closed over by `update`), `models` the policy it starts from. The
+`algorithm` block of the experiment config (an `ml_collections.ConfigDict`), read once into
+the module's `Defaults` dataclass (`defaults.read`: every knob, its default and comment; its
+values are static hyperparameters closed over by `update`), `models` the policy it starts
+from. The
 update is one jitted, donated step composed from the pure losses and estimators:
 
   algo = agentrl.algorithms.make("bc", config.algorithm, models)
@@ -30,11 +32,11 @@ from typing import Any, Callable, Mapping, NamedTuple
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from agentrl import sources
 from agentrl._math import safe_div
+from agentrl.algorithms import defaults
 from agentrl.models.decoder import DecoderConfig
 from agentrl.sampling import SamplingConfig
 
@@ -97,26 +99,34 @@ class Algorithm:
   answer_length: int = 0
 
 
-def optimizer(config: ml_collections.ConfigDict | Mapping[str, Any], prefix: str = ""
-              ) -> optax.GradientTransformation:
+def optimizer(config, prefix: str = "") -> optax.GradientTransformation:
   """AdamW with global-norm clipping and linear warm-up, from `<prefix>lr` etc. in `config`.
 
-  Keys (with `prefix`, e.g. "critic_"): `lr`, `weight_decay` (0), `max_grad_norm` (1.0,
-  0 disables), `warmup_steps` (0), `b1` (0.9), `b2` (0.999).
+  `config` is an algorithm's `defaults.read` values (a dataclass with `defaults.Optimizer`'s
+  fields, or `prefixed_optimizer(prefix, ...)`'s) or a mapping; a mapping's missing keys take
+  `defaults.Optimizer`'s defaults.
   """
-  get = lambda key, default=None: config.get(prefix + key, default)  # noqa: E731
+  if dataclasses.is_dataclass(config):  # A None prefixed knob is the unprefixed one's value.
+    get = lambda key: _first(getattr(config, prefix + key), getattr(config, key, None))  # noqa: E731
+  else:
+    fallback = {f.name: f.default for f in dataclasses.fields(defaults.Optimizer)}
+    get = lambda key: config.get(prefix + key, fallback[key])  # noqa: E731
   lr = get("lr")
   if lr is None:
     raise ValueError(f"optimizer: the config has no {prefix}lr")
-  warmup = int(get("warmup_steps", 0) or 0)
+  warmup = int(get("warmup_steps") or 0)
   schedule = optax.linear_schedule(0.0, lr, warmup) if warmup else lr
   chain = []
-  clip = float(get("max_grad_norm", 1.0) or 0.0)
+  clip = float(get("max_grad_norm") or 0.0)
   if clip > 0:
     chain.append(optax.clip_by_global_norm(clip))
-  chain.append(optax.adamw(schedule, b1=get("b1", 0.9), b2=get("b2", 0.999),
-                           weight_decay=get("weight_decay", 0.0)))
+  chain.append(optax.adamw(schedule, b1=get("b1"), b2=get("b2"),
+                           weight_decay=get("weight_decay")))
   return optax.chain(*chain)
+
+
+def _first(value, fallback):
+  return fallback if value is None else value
 
 
 def all_finite(*trees) -> Array:

@@ -10,30 +10,38 @@ Filtered BC (ArCHer's and LMRL-Gym's baseline) is the same loss on the best traj
 collected so far, re-selected each iteration), `filtered_bc_offline` on the top `top_fraction`
 of the offline dataset's episodes (`sources.Offline`'s `episode_filter`).
 
-Config (`config.algorithm`):
-  lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
-  aggregation                                     "token-mean" (default) or a sequence mode
-  top_fraction (0.1)                              filtered variants: the share kept
-  micro_batch_size (0)                            rows per gradient micro-batch (accumulated
-                                                  exactly); 0: the whole batch
+Config (`config.algorithm`): the knobs of `Defaults` below.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from agentrl import losses, policy, sources
+from agentrl.algorithms import defaults
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients, jit_update,
                                      objective_and_grad, optimizer, term)
+from agentrl.algorithms.defaults import knob
 from agentrl.types import TrajectoryBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults(defaults.Optimizer):
+  """Behaviour cloning's knobs (`bc`, `filtered_bc`, `filtered_bc_offline`)."""
+
+  batch_size: int | None = knob(None, "Episodes per update (required by the data source).")
+  top_fraction: float = knob(0.1, "Filtered BC: share of trajectories kept, best by return.")
+  aggregation: str = knob("token-mean", "How token losses reduce (losses.AGGREGATIONS).")
+  micro_batch_size: int = knob(0, "Rows per gradient micro-batch, summed exactly (0: all).")
 
 
 def make(config, models: Models, *, online: bool = False, name: str = "bc",
          filtered: bool = False) -> Algorithm:
-  tx = optimizer(config)
-  top_fraction = float(config.get("top_fraction", 0.1))
-  aggregation = config.get("aggregation", "token-mean")
-  micro_batch_size = int(config.get("micro_batch_size", 0) or 0)
+  h = defaults.read(Defaults, config, name)
+  tx = optimizer(h)
+  top_fraction, aggregation, micro_batch_size = h.top_fraction, h.aggregation, h.micro_batch_size
 
   def init(rng):
     del rng
@@ -66,7 +74,7 @@ def make(config, models: Models, *, online: bool = False, name: str = "bc",
     return [e for e, k in zip(episodes, keep) if k]
 
   if online:
-    source = sources.Filtered(config.get("batch_size"), top_fraction)
+    source = sources.Filtered(h.batch_size, top_fraction)
   else:
-    source = sources.Offline(config.get("batch_size"), episode_filter if filtered else None)
+    source = sources.Offline(h.batch_size, episode_filter if filtered else None)
   return Algorithm(name=name, source=source, init=init, update=jit_update(update))

@@ -72,40 +72,13 @@ KL. With `kl_coef` > 0 the initial policy is kept frozen as `state.frozen["refer
 kl_coef · `losses.kl_loss` (k3 by default, GRPO Eq. 4) is added to the loss, with the same
 aggregation as the surrogate.
 
-Config (`config.algorithm`):
-  estimator             a registered group estimator; unset or "": the one `make` was given
-                        (the algorithm name: grpo, dr_grpo, rloo, reinforce_pp, gigpo)
-  lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
-  credit                see above ("none"; "gigpo" for the gigpo estimator)
-  gamma                 turn discount of the return-to-go (1.0; 0.95 for gigpo)
-  eps                   ε added to the stds (1e-6; 1e-8 for reinforce_pp, the batch whitening)
-  unbiased_std          n−1 stds (False; True for gigpo, as verl-agent)
-  group_baseline        reinforce_pp only: subtract the group mean before whitening (False)
-  omega                 gigpo: weight ω of the step advantage (1.0)
-  anchor                gigpo: "history" (default) or "observation", see above
-  episode_stats_over_steps   gigpo: weight episode statistics by the number of turns (True)
-  answer_length         igpo, a2tgpo: width L of `batch.answer_tokens` (32)
-  mask_truncated        Mini-o3's over-turn masking (False): episodes that ended without a
-                        terminal (turn limit, context cut) keep their place in the group
-                        statistics but get no loss (`credit.over_turn_mask`)
-  lambda_ig, lambda_outcome, outcome_on_all_turns, beta   a2tgpo: mixing weights (1, 1), where
-                        the outcome advantage goes (True: every turn), clip adaptation β (0.3)
-  aggregation           loss aggregation (see losses.aggregate); default per estimator above,
-                        "token-mean" for rloo, reinforce_pp and gigpo (verl's default)
-  max_tokens            constant of seq-mean-token-sum-norm (default: the batch width T)
-  clip_eps (0.2), clip_high (None = clip_eps), dual_clip (None)   the PPO clip
-  epochs (1), minibatches (1)   passes over the batch and equal row slices per pass (rows are
-                        shuffled per epoch when minibatches > 1; B must divide evenly)
-  micro_batch_size (0)  rows per gradient micro-batch, accumulated exactly into one optimizer
-                        step per minibatch (memory of one micro-batch); 0: the whole minibatch
-  kl_coef (0.0), kl_estimator ("k3"), kl_clamp (None)   KL to the frozen reference policy
-  entropy_coef (0.0)    weight of an entropy bonus (−H of `policy.evaluate`, aggregated)
-  temperature           the sampler's temperature used for the log-probs (default: the
-                        models' sampling temperature, 1.0 when greedy)
+Config (`config.algorithm`): the knobs of `Defaults` below (`PolicyGradient`'s are shared with
+`self_play`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -114,9 +87,11 @@ import jax.numpy as jnp
 
 from agentrl import advantages, credit, losses, policy, sources, turns
 from agentrl._math import masked_mean
+from agentrl.algorithms import defaults
 from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, apply_gradients,
                                      epochs_scan, jit_update, objective_and_grad, optimizer,
                                      reduce_metrics, term)
+from agentrl.algorithms.defaults import knob
 from agentrl.types import TrajectoryBatch
 
 Array = jax.Array
@@ -208,7 +183,47 @@ def check_options(estimator: str, credit_mode: str) -> None:
 # ----------------------------------------------------------------------------- the update
 
 
-def policy_gradient_update(config, models: Models, tx, *, name: str,
+@dataclasses.dataclass(frozen=True)
+class PolicyGradient(defaults.Optimizer):
+  """The knobs of `policy_gradient_update`, the optimisation half (group methods, self-play)."""
+
+  epochs: int = knob(1, "Passes over each batch (1 with one minibatch: a pure PG step).")
+  minibatches: int = knob(1, "Equal row slices per pass, shuffled per epoch when > 1.")
+  micro_batch_size: int = knob(0, "Rows per gradient micro-batch, summed exactly (0: all).")
+  clip_eps: float = knob(0.2, "PPO clip ε on the ratio to the sampler.")
+  clip_high: float | None = knob(None, "Upper clip ε (DAPO's clip-higher); None: clip_eps.")
+  dual_clip: float | None = knob(None, "Dual-clip constant c for negative advantages; None: off.")
+  kl_coef: float = knob(0.0, "Weight of the KL to the frozen reference policy.")
+  kl_estimator: str = knob("k3", "KL estimator (losses.KL_ESTIMATORS).")
+  kl_clamp: float | None = knob(None, "Clamp of the per-token KL; None: none.")
+  entropy_coef: float = knob(0.0, "Weight of an entropy bonus.")
+  max_tokens: int | None = knob(None, "seq-mean-token-sum-norm's constant; None: batch width T.")
+  temperature: float | None = knob(None, "Log-prob temperature; None: the sampler's (1 greedy).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults(PolicyGradient):
+  """The group methods' knobs (the estimators' own defaults where None or "")."""
+
+  estimator: str = knob("", "A registered group estimator; \"\": the algorithm name's.")
+  credit: str = knob("", "Multi-turn credit (module docstring); \"\": the estimator's first.")
+  gamma: float | None = knob(None, "Turn discount of the return-to-go; None: the estimator's.")
+  eps: float | None = knob(None, "ε added to the stds; None: the estimator's.")
+  unbiased_std: bool | None = knob(None, "n−1 stds; None: the estimator's (gigpo: True).")
+  group_baseline: bool = knob(False, "reinforce_pp: subtract the group mean before whitening.")
+  omega: float = knob(1.0, "gigpo: weight ω of the step (anchor-state) advantage.")
+  anchor: str = knob("history", "gigpo anchor states: history or observation.")
+  episode_stats_over_steps: bool = knob(True, "gigpo: weight episode stats by turn count.")
+  answer_length: int = knob(32, "igpo, a2tgpo: tokens kept of each task's answer.")
+  lambda_ig: float = knob(1.0, "a2tgpo: weight of the information-gain advantage.")
+  lambda_outcome: float = knob(1.0, "a2tgpo: weight of the outcome advantage.")
+  outcome_on_all_turns: bool = knob(True, "a2tgpo: outcome advantage on every turn, or last.")
+  beta: float = knob(0.3, "a2tgpo: clip ranges ε(1 ± β) by the turn's information gain.")
+  mask_truncated: bool = knob(False, "Mini-o3: episodes without a terminal get no loss.")
+  aggregation: str = knob("", "Loss aggregation (losses.AGGREGATIONS); \"\": the estimator's.")
+
+
+def policy_gradient_update(h: PolicyGradient, models: Models, tx, *, name: str,
                            aggregation: str) -> Callable:
   """The optimisation half of a critic-free update, shared with `self_play`.
 
@@ -221,18 +236,10 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
   `micro_batch_size` rows when set (`base.objective_and_grad`). Metrics are averaged over
   the steps; `nonfinite/<name>_loss` is the maximum (raised if any step was skipped).
   """
-  epochs = int(config.get("epochs", 1))
-  minibatches = int(config.get("minibatches", 1))
-  clip_eps = float(config.get("clip_eps", 0.2))
-  clip_high = config.get("clip_high", None)
-  dual_clip = config.get("dual_clip", None)
-  kl_coef = float(config.get("kl_coef", 0.0))
-  kl_estimator = config.get("kl_estimator", "k3")
-  kl_clamp = config.get("kl_clamp", None)
-  entropy_coef = float(config.get("entropy_coef", 0.0))
-  max_tokens = config.get("max_tokens", None)
-  temperature = float(config.get("temperature", models.sampling.temperature or 1.0))
-  micro_batch_size = int(config.get("micro_batch_size", 0) or 0)
+  epochs, minibatches, clip_eps, clip_high = h.epochs, h.minibatches, h.clip_eps, h.clip_high
+  dual_clip, kl_coef, kl_estimator, kl_clamp = h.dual_clip, h.kl_coef, h.kl_estimator, h.kl_clamp
+  entropy_coef, max_tokens, micro_batch_size = h.entropy_coef, h.max_tokens, h.micro_batch_size
+  temperature = sampler_temperature(h, models)
   if epochs < 1 or minibatches < 1:
     raise ValueError(f"{name}: epochs={epochs} and minibatches={minibatches} must be >= 1.")
   loss_name = f"{name}_loss"
@@ -296,12 +303,18 @@ def policy_gradient_update(config, models: Models, tx, *, name: str,
   return step
 
 
-def init_state(config, models: Models, tx, frozen: dict[str, Any] | None = None) -> TrainState:
+def sampler_temperature(h: PolicyGradient, models: Models) -> float:
+  """The temperature of the log-probs: `h.temperature`, else the sampler's (1.0 when greedy)."""
+  return float(models.sampling.temperature or 1.0) if h.temperature is None else h.temperature
+
+
+def init_state(h: PolicyGradient, models: Models, tx, frozen: dict[str, Any] | None = None
+               ) -> TrainState:
   """A fresh state: a copy of the policy (the update donates it), its optimizer state, and the
   frozen reference when `kl_coef` > 0."""
   params = jax.tree.map(jnp.copy, models.policy_params)
   frozen = dict(frozen or {})
-  if float(config.get("kl_coef", 0.0)):
+  if h.kl_coef:
     frozen["reference"] = jax.tree.map(jnp.copy, models.policy_params)
   return TrainState(step=jnp.zeros((), jnp.int32), params={"policy": params},
                     opt_states={"policy": tx.init(params)}, frozen=frozen)
@@ -316,51 +329,46 @@ def _masked_stats(x: Array, mask: Array) -> tuple[Array, Array]:
 
 
 def advantage_options(config, estimator: str, name: str = "grpo") -> dict[str, Any]:
-  """The keyword arguments of `group_turn_advantages` that `config` asks for: `config.estimator`
-  when set, else `estimator`; unset options get the estimator's defaults (its first credit
-  option, its γ: 0.95 for gigpo, 1.0 for the others)."""
-  estimator = config.get("estimator", None) or estimator
-  credit_mode = config.get("credit", None) or credit_options(estimator)[0]
+  """The keyword arguments of `group_turn_advantages` that `config` (a `Defaults` or a config
+  block) asks for: `estimator` unless the config names one; unset options get the
+  estimator's defaults (its first credit option, its γ: 0.95 for gigpo, 1.0 for the others)."""
+  h = config if isinstance(config, Defaults) else defaults.read(Defaults, config, name)
+  estimator = h.estimator or estimator
+  credit_mode = h.credit or credit_options(estimator)[0]
   check_options(estimator, credit_mode)
-  anchor = config.get("anchor", "history")
-  if credit_mode in credit.ANCHOR_CREDITS and anchor not in ANCHOR_MODES:
-    raise ValueError(f"{name}: anchor={anchor!r}; valid: {', '.join(ANCHOR_MODES)}.")
-  gamma = config.get("gamma", None)
+  if credit_mode in credit.ANCHOR_CREDITS and h.anchor not in ANCHOR_MODES:
+    raise ValueError(f"{name}: anchor={h.anchor!r}; valid: {', '.join(ANCHOR_MODES)}.")
   return dict(
       estimator=estimator, credit_mode=credit_mode,
-      gamma=advantages.get_group_estimator(estimator).gamma if gamma is None else float(gamma),
-      eps=config.get("eps", None), unbiased_std=config.get("unbiased_std", None),
-      group_baseline=bool(config.get("group_baseline", False)),
-      omega=float(config.get("omega", 1.0)), anchor=anchor,
-      episode_stats_over_steps=bool(config.get("episode_stats_over_steps", True)),
-      lambda_ig=float(config.get("lambda_ig", 1.0)),
-      lambda_outcome=float(config.get("lambda_outcome", 1.0)),
-      outcome_on_all_turns=bool(config.get("outcome_on_all_turns", True)),
-      clip_eps=float(config.get("clip_eps", 0.2)), beta=float(config.get("beta", 0.3)))
+      gamma=advantages.get_group_estimator(estimator).gamma if h.gamma is None else h.gamma,
+      eps=h.eps, unbiased_std=h.unbiased_std, group_baseline=h.group_baseline,
+      omega=h.omega, anchor=h.anchor, episode_stats_over_steps=h.episode_stats_over_steps,
+      lambda_ig=h.lambda_ig, lambda_outcome=h.lambda_outcome,
+      outcome_on_all_turns=h.outcome_on_all_turns, clip_eps=h.clip_eps, beta=h.beta)
 
 
 def make(config, models: Models, *, estimator: str = "grpo", name: str = "grpo") -> Algorithm:
   """Builds the group method `estimator` (see the module docstring for the config keys)."""
-  adv_kwargs = advantage_options(config, estimator, name)
+  h = defaults.read(Defaults, config, name)
+  adv_kwargs = advantage_options(h, estimator, name)
   credit_mode = adv_kwargs["credit_mode"]
   needs_answers = credit_mode in credit.ANSWER_CREDITS
-  answer_length = int(config.get("answer_length", 32)) if needs_answers else 0
+  answer_length = h.answer_length if needs_answers else 0
   if needs_answers and answer_length < 1:
     raise ValueError(f"{name}: credit={credit_mode!r} needs answer_length >= 1; got "
                      f"{answer_length}.")
-  temperature = float(config.get("temperature", models.sampling.temperature or 1.0))
-  mask_truncated = bool(config.get("mask_truncated", False))
-  aggregation = config.get("aggregation", advantages.get_group_estimator(
-      adv_kwargs["estimator"]).aggregation)
+  temperature, mask_truncated = sampler_temperature(h, models), h.mask_truncated
+  aggregation = h.aggregation or advantages.get_group_estimator(
+      adv_kwargs["estimator"]).aggregation
   if aggregation not in losses.AGGREGATIONS:
     raise ValueError(f"{name}: aggregation={aggregation!r}; valid: "
                      f"{', '.join(losses.AGGREGATIONS)}.")
-  tx = optimizer(config)
-  pg_step = policy_gradient_update(config, models, tx, name=name, aggregation=aggregation)
+  tx = optimizer(h)
+  pg_step = policy_gradient_update(h, models, tx, name=name, aggregation=aggregation)
 
   def init(rng):
     del rng
-    return init_state(config, models, tx)
+    return init_state(h, models, tx)
 
   def update(state: TrainState, batch: TrajectoryBatch, rng):
     turn_mask = batch.turn_mask.astype(bool)

@@ -53,21 +53,8 @@ One `update` computes the targets once with the parameters at its start, then ta
 passes over `minibatches` row slices (as `ppo`), each one step of the policy optimizer and
 one of the critic's.
 
-Config (`config.algorithm`):
-  lr, max_grad_norm, warmup_steps, ...     policy optimizer (base.optimizer)
-  value_lr, value_max_grad_norm, ...       critic optimizer ("value_" keys, falling back to
-                                           the unprefixed ones)
-  gamma (1.0), lambda_turn (1.0), lambda_seg (0.95)   HAE's γ, executor λ, planner λ
-  bootstrap_truncated (True)     executor bootstrap on a truncated last segment (ALFWorld)
-  keep_penalty (-0.3), keep_penalty_mode ("normalized" | "fixed")   c_keep and its mode
-  keep_consistency (-0.3)        c_cons: added on KEEP turns whose subgoal changed
-  invalid_penalty (0.1)          c_inv: subtracted on malformed turns
-  kl_coef (0.01), kl_estimator ("k3"), kl_clamp (10.0)   KL loss to the initial policy
-  clip_eps (0.2), value_clip_eps (0.2), value_coef (1.0), entropy_coef (0.0)
-  epochs (1), minibatches (1), shuffle (True)
-  whiten (True)                  per-head z-scores of the advantages (norm_adv)
-  shared_trunk (False)           let the value losses train the policy trunk
-  value_hidden_dims (())         shared hidden layers of the three heads
+Config (`config.algorithm`): the knobs of `Defaults` below (`value_*`: the critic's optimizer,
+each falling back to the policy optimizer's key when None).
 """
 
 from __future__ import annotations
@@ -84,7 +71,8 @@ from agentrl import advantages, hiper, losses, policy, sources, turns
 from agentrl._math import masked_mean as _masked_mean
 from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, jit_update, optimizer,
                                      term)
-from agentrl.algorithms import ppo
+from agentrl.algorithms import defaults, ppo
+from agentrl.algorithms.defaults import knob
 from agentrl.envs import hierarchical
 from agentrl.models import heads
 from agentrl.models.decoder import DecoderConfig
@@ -261,65 +249,45 @@ def head_positions(region: Array, action_mask: Array, turn_index: Array,
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-  """Static hyperparameters and modules of one HiPER instance (see the module docstring)."""
+class Defaults(ppo.ActorCritic):
+  """HiPER's knobs: PPO's loop (`ppo.ActorCritic`, `value_*` the critic's optimizer) with the
+  official code's defaults, and HAE's."""
+
+  lambda_turn: float = knob(1.0, "Executor λ (within a subgoal segment).")
+  lambda_seg: float = knob(0.95, "Planner λ (across segments).")
+  bootstrap_truncated: bool = knob(True, "Executor bootstrap on a truncated last segment.")
+  keep_penalty: float = knob(-0.3, "c_keep, the KEEP switch's penalty.")
+  keep_penalty_mode: str = knob("normalized", "How c_keep applies: normalized or fixed.")
+  keep_consistency: float = knob(-0.3, "c_cons: added on KEEP turns whose subgoal changed.")
+  invalid_penalty: float = knob(0.1, "c_inv: subtracted on malformed turns.")
+  kl_coef: float = knob(0.01, "Weight of the KL loss to the initial policy.")
+  kl_estimator: str = knob("k3", "KL estimator (losses.KL_ESTIMATORS).")
+  kl_clamp: float | None = knob(10.0, "Clamp of the per-token KL (None: none).")
+  epochs: int = knob(1, "Optimisation passes over each rollout batch.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(Defaults):
+  """The knobs of one HiPER instance with its modules and reply tables."""
 
   policy_config: DecoderConfig
   critic: heads.MLPHead
   tables: ReplyTables
   temperature: float = 1.0
-  gamma: float = 1.0
-  lambda_turn: float = 1.0
-  lambda_seg: float = 0.95
-  bootstrap_truncated: bool = True
-  keep_penalty: float = -0.3
-  keep_penalty_mode: str = "normalized"
-  keep_consistency: float = -0.3
-  invalid_penalty: float = 0.1
-  kl_coef: float = 0.01
-  kl_estimator: str = "k3"
-  kl_clamp: float | None = 10.0
-  clip_eps: float = 0.2
-  value_clip_eps: float = 0.2
-  value_coef: float = 1.0
-  entropy_coef: float = 0.0
-  epochs: int = 1
-  minibatches: int = 1
-  shuffle: bool = True
-  whiten: bool = True
-  shared_trunk: bool = False
-  micro_batch_size: int = 0
 
 
 def settings(config, models: Models) -> Settings:
-  """Reads the hyperparameters of the module docstring from `config`."""
+  """`config`'s knobs (`Defaults`) with the policy's modules and reply tables."""
   if models.tokenizer is None:
     raise ValueError("hiper: Models.tokenizer is None; the update reads the switch, subgoal "
                      "and action parts of every reply from the token ids and needs the "
                      "policy's tokenizer.")
-  g = config.get
-  clamp = g("kl_clamp", 10.0)
-  s = Settings(
-      policy_config=models.policy_config,
-      critic=heads.MLPHead(hidden_dims=tuple(g("value_hidden_dims", ()) or ()), out_dim=3,
-                           squeeze=False),
-      tables=reply_tables(models.tokenizer),
-      temperature=float(models.sampling.temperature or 1.0),
-      gamma=float(g("gamma", 1.0)), lambda_turn=float(g("lambda_turn", 1.0)),
-      lambda_seg=float(g("lambda_seg", 0.95)),
-      bootstrap_truncated=bool(g("bootstrap_truncated", True)),
-      keep_penalty=float(g("keep_penalty", -0.3)),
-      keep_penalty_mode=str(g("keep_penalty_mode", "normalized")),
-      keep_consistency=float(g("keep_consistency", -0.3)),
-      invalid_penalty=float(g("invalid_penalty", 0.1)),
-      kl_coef=float(g("kl_coef", 0.01)), kl_estimator=str(g("kl_estimator", "k3")),
-      kl_clamp=None if clamp is None else float(clamp),
-      clip_eps=float(g("clip_eps", 0.2)), value_clip_eps=float(g("value_clip_eps", 0.2)),
-      value_coef=float(g("value_coef", 1.0)), entropy_coef=float(g("entropy_coef", 0.0)),
-      epochs=int(g("epochs", 1)), minibatches=int(g("minibatches", 1)),
-      shuffle=bool(g("shuffle", True)), whiten=bool(g("whiten", True)),
-      shared_trunk=bool(g("shared_trunk", False)),
-      micro_batch_size=int(g("micro_batch_size", 0) or 0))
+  h = defaults.read(Defaults, config, "hiper")
+  s = Settings(**defaults.values(h), policy_config=models.policy_config,
+               critic=heads.MLPHead(hidden_dims=tuple(h.value_hidden_dims), out_dim=3,
+                                    squeeze=False),
+               tables=reply_tables(models.tokenizer),
+               temperature=float(models.sampling.temperature or 1.0))
   if s.keep_penalty_mode not in KEEP_PENALTY_MODES:
     raise ValueError(f"hiper: keep_penalty_mode={s.keep_penalty_mode!r}; valid: "
                      f"{', '.join(KEEP_PENALTY_MODES)}.")
@@ -442,8 +410,7 @@ def minibatch_loss(policy_params, critic_params, data: dict[str, Array], s: Sett
 def make(config, models: Models, *, name: str = "hiper") -> Algorithm:
   """Builds HiPER (see the module docstring for the config keys)."""
   s = settings(config, models)
-  policy_tx = optimizer(config)
-  value_tx = optimizer(ppo.value_optimizer_config(config), "value_")
+  policy_tx, value_tx = optimizer(s), optimizer(s, "value_")
 
   def init(rng):
     params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.

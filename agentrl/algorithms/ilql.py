@@ -32,17 +32,8 @@ from π_β·exp(β·(min_k Q_k − V)) (LMRL-Gym: β = 4 dialogue, 8 maze, 16 20
 State: params {"policy", "value"}, opt_states {"value"} (+ {"policy"} when training the
 trunk), frozen {"target_value"} (the whole head tree; its V part is unused).
 
-Config (`config.algorithm`):
-  lr, weight_decay, max_grad_norm, warmup_steps   optimizer of the heads (and of the trunk)
-  gamma (0.99)             discount per action token
-  expectile (0.7)          τ of the V expectile regression
-  cql_weight (0.01)        weight of the CE (CQL-style) term on the Q-logits
-  tau (0.005)              Polyak rate of the target heads, per optimizer step
-  head_dim (hidden size)   width of the heads' hidden layer
-  train_trunk (False)      train the policy trunk by the value loss (see above)
-  bc_weight (1.0)          BC loss weight on the trunk when train_trunk
-  epochs (1), minibatches (1)   optimizer steps per update: epochs × minibatches
-  beta (4.0)               Q-guidance strength of `acting_policy` (evaluation)
+Config (`config.algorithm`): the knobs of `Defaults` below (shared with `mc_returns`, whose
+own defaults differ; `tau` and `expectile` are ILQL's only).
 """
 
 from __future__ import annotations
@@ -55,15 +46,35 @@ import jax.numpy as jnp
 import optax
 
 from agentrl import losses, policy, sources, value_losses
-from agentrl.algorithms import value_decoding as vd
+from agentrl.algorithms import defaults, value_decoding as vd
 from agentrl.algorithms.base import (Algorithm, Models, TrainState, apply_gradients,
-                                     epochs_scan, jit_update, optimizer, reduce_metrics)
+                                     epochs_scan, jit_update, objective_and_grad, optimizer,
+                                     reduce_metrics, term)
+from agentrl.algorithms.defaults import knob
 from agentrl.types import TrajectoryBatch
 
 _sg = jax.lax.stop_gradient
 
 # (q [num_q, B, T, |V|], v [B, T], target_q_taken [num_q, B, T] or None, batch) -> (loss, metrics)
 TokenLoss = Callable[..., tuple[jax.Array, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults(defaults.Optimizer):
+  """ILQL's knobs (LMRL-Gym's defaults); the optimizer trains the heads (and the trunk)."""
+
+  batch_size: int | None = knob(None, "Episodes per update (required by the data source).")
+  gamma: float = knob(0.99, "Discount per action token.")
+  expectile: float = knob(0.7, "ILQL: τ of the V expectile regression.")
+  cql_weight: float = knob(0.01, "Weight of the CE (CQL-style) term on the Q-logits.")
+  tau: float = knob(0.005, "ILQL: Polyak rate of the target heads, per optimizer step.")
+  head_dim: int | None = knob(None, "Width of the heads' hidden layer; None: the policy's.")
+  train_trunk: bool = knob(False, "Train the policy trunk by the value loss.")
+  bc_weight: float = knob(1.0, "BC loss weight on the trunk when train_trunk.")
+  epochs: int = knob(1, "Passes over each batch.")
+  minibatches: int = knob(1, "Row slices per pass, one optimizer step each.")
+  micro_batch_size: int = knob(0, "Rows per gradient micro-batch, summed exactly (0: all).")
+  beta: float = knob(4.0, "Q-guidance strength of the acting (evaluation) policy.")
 
 
 def ilql_terms(q: jax.Array, v: jax.Array, target_q_taken: jax.Array, batch: TrajectoryBatch, *,
@@ -82,20 +93,17 @@ def ilql_terms(q: jax.Array, v: jax.Array, target_q_taken: jax.Array, batch: Tra
                                 expectile=expectile, cql_weight=cql_weight)
 
 
-def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueHeads,
-                     loss_terms: TokenLoss, use_target: bool, beta: float = 4.0) -> Algorithm:
+def make_token_value(h: Defaults, models: Models, *, name: str, heads: vd.TokenValueHeads,
+                     loss_terms: TokenLoss, use_target: bool) -> Algorithm:
   """The shared update of ILQL and MC returns: token-level heads on the policy's hidden states.
 
   `loss_terms(q, v, target_q_taken, batch)` gives the value loss (target_q_taken is None
   without a target network).
   """
   cfg = models.policy_config
-  tx = optimizer(config)
-  tau = float(config.get("tau", 0.005))
-  train_trunk = bool(config.get("train_trunk", False))
-  bc_weight = float(config.get("bc_weight", 1.0))
-  epochs = int(config.get("epochs", 1))
-  minibatches = int(config.get("minibatches", 1))
+  tx = optimizer(h)
+  tau, train_trunk, bc_weight = h.tau, h.train_trunk, h.bc_weight
+  epochs, minibatches, beta = h.epochs, h.minibatches, h.beta
 
   def init(rng):
     policy_params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.
@@ -119,20 +127,22 @@ def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueH
       tq, _ = heads.apply({"params": target}, _sg(hidden))
       target_taken = _sg(vd.taken(tq, batch.tokens))
     loss, metrics = loss_terms(q, v, target_taken, batch)
+    terms = {"value": term(1.0, (loss, metrics))}
     if train_trunk:
-      bc, _ = losses.bc_loss(out.logprobs, batch.action_mask & batch.attention_mask,
-                             max_tokens=batch.tokens.shape[1])
+      bc, bc_metrics = losses.bc_loss(out.logprobs, batch.action_mask & batch.attention_mask,
+                                      max_tokens=batch.tokens.shape[1])
       metrics = {**metrics, "bc_loss": bc}
-      loss = loss + bc_weight * bc
-    return loss, metrics
+      terms["bc"] = term(bc_weight, (bc, bc_metrics))
+    return terms, metrics
+
+  grad_fn = objective_and_grad(loss_fn, micro_batch_size=h.micro_batch_size)
 
   def step(state: TrainState, batch: TrajectoryBatch):
     trained = {"value": state.params["value"]}
     if train_trunk:
       trained["policy"] = state.params["policy"]
     target = state.frozen.get("target_value")
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        trained, state.params["policy"], target, batch)
+    (loss, _, metrics), grads = grad_fn(trained, state.params["policy"], target, batch)
     params, opt_states = dict(state.params), dict(state.opt_states)
     params["value"], opt_states["value"], guard = apply_gradients(
         tx, state.params["value"], state.opt_states["value"], grads["value"], loss,
@@ -155,8 +165,6 @@ def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueH
                                shuffle=False, name=name)
     return state, reduce_metrics(steps)
 
-  beta = float(config.get("beta", beta))
-
   def acting_policy(state: TrainState, lm_policy):
     """Q-guided decoding with the current heads (`value_decoding.guided_generate`)."""
     value_params = state.params["value"]
@@ -167,27 +175,28 @@ def make_token_value(config, models: Models, *, name: str, heads: vd.TokenValueH
 
     return dataclasses.replace(lm_policy, params=state.params["policy"], generate_fn=generate)
 
-  return Algorithm(name=name, source=sources.Offline(config.get("batch_size")), init=init,
+  return Algorithm(name=name, source=sources.Offline(h.batch_size), init=init,
                    update=jit_update(update),
                    acting_policy=acting_policy)
 
 
 def make(config, models: Models, *, name: str = "ilql") -> Algorithm:
-  heads = value_heads(config, models)
-  gamma = float(config.get("gamma", 0.99))
-  expectile = float(config.get("expectile", 0.7))
-  cql_weight = float(config.get("cql_weight", 0.01))
+  h = defaults.read(Defaults, config, name)
+  heads = value_heads(h, models)
+  gamma, expectile, cql_weight = h.gamma, h.expectile, h.cql_weight
 
   def loss_terms(q, v, target_taken, batch):
     return ilql_terms(q, v, target_taken, batch, gamma=gamma, expectile=expectile,
                       cql_weight=cql_weight)
 
-  return make_token_value(config, models, name=name, heads=heads, loss_terms=loss_terms,
+  return make_token_value(h, models, name=name, heads=heads, loss_terms=loss_terms,
                           use_target=True)
 
 
 def value_heads(config, models: Models) -> vd.TokenValueHeads:
-  """The heads module of `make` (for `value_decoding.GuidedPolicy`)."""
+  """The heads module of `make` (for `value_decoding.GuidedPolicy`); `config` a `Defaults` or
+  a config block."""
+  h = config if isinstance(config, Defaults) else defaults.read(Defaults, config, "ilql")
   cfg = models.policy_config
-  return vd.TokenValueHeads(cfg.vocab_size, int(config.get("head_dim", cfg.hidden_size)),
+  return vd.TokenValueHeads(cfg.vocab_size, h.head_dim or cfg.hidden_size,
                             num_q=2, with_v=True)

@@ -16,23 +16,21 @@ The trunk, the optimizer steps and the state follow `ilql.py` (`train_trunk`, `b
 `value_decoding.GuidedPolicy` with these heads samples from π_β·exp(β·Q) (the heads have no V;
 a per-state constant would not change the distribution anyway).
 
-Config (`config.algorithm`):
-  lr, weight_decay, max_grad_norm, warmup_steps   optimizer of the head (and of the trunk)
-  gamma (0.99)             discount per action token
-  cql_weight (0.001)       weight of the CE term on the Q-logits (LMRL-Gym dialogue: 0.001)
-  head_dim (hidden size)   width of the head's hidden layer
-  train_trunk (False), bc_weight (1.0), epochs (1), minibatches (1)   as in ilql.py
-  beta (16.0)              Q-guidance strength of `acting_policy` (evaluation)
+Config (`config.algorithm`): the knobs of `Defaults` below (ILQL's, with MC returns'
+defaults; `tau` and `expectile` are unused).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 
 from agentrl import value_losses
-from agentrl.algorithms import value_decoding as vd
+from agentrl.algorithms import defaults, ilql, value_decoding as vd
 from agentrl.algorithms.base import Algorithm, Models
+from agentrl.algorithms.defaults import knob
 from agentrl.algorithms.ilql import make_token_value
 from agentrl.types import TrajectoryBatch
 
@@ -55,20 +53,30 @@ def mc_terms(q: jax.Array, batch: TrajectoryBatch, *, gamma: float, cql_weight: 
   return total, metrics
 
 
+@dataclasses.dataclass(frozen=True)
+class Defaults(ilql.Defaults):
+  """MC returns' knobs: ILQL's with LMRL-Gym's MC-returns defaults."""
+
+  cql_weight: float = knob(0.001, "Weight of the CE term on the Q-logits (LMRL-Gym dialogue).")
+  beta: float = knob(16.0, "Q-guidance strength of the acting (evaluation) policy.")
+
+
 def value_heads(config, models: Models) -> vd.TokenValueHeads:
-  """The heads module of `make` (for `value_decoding.GuidedPolicy`)."""
+  """The heads module of `make` (for `value_decoding.GuidedPolicy`); `config` a `Defaults` or
+  a config block."""
+  h = config if isinstance(config, Defaults) else defaults.read(Defaults, config, "mc_returns")
   cfg = models.policy_config
-  return vd.TokenValueHeads(cfg.vocab_size, int(config.get("head_dim", cfg.hidden_size)),
+  return vd.TokenValueHeads(cfg.vocab_size, h.head_dim or cfg.hidden_size,
                             num_q=1, with_v=False)
 
 
 def make(config, models: Models, *, name: str = "mc_returns") -> Algorithm:
-  gamma = float(config.get("gamma", 0.99))
-  cql_weight = float(config.get("cql_weight", 0.001))
+  h = defaults.read(Defaults, config, name)
+  gamma, cql_weight = h.gamma, h.cql_weight
 
   def loss_terms(q, v, target_taken, batch):
     del v, target_taken
     return mc_terms(q, batch, gamma=gamma, cql_weight=cql_weight)
 
-  return make_token_value(config, models, name=name, heads=value_heads(config, models),
-                          loss_terms=loss_terms, use_target=False, beta=16.0)
+  return make_token_value(h, models, name=name, heads=value_heads(h, models),
+                          loss_terms=loss_terms, use_target=False)

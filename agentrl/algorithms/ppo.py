@@ -40,25 +40,8 @@ default, does not train the trunk (theirs shares the trunk); the KL coefficient 
 (no adaptive controller); no BC term. A row that ends without a terminal (turn limit,
 context cut) bootstraps from 0: the environment's last observation is not in the batch.
 
-Config (`config.algorithm`):
-  lr, weight_decay, max_grad_norm, warmup_steps   policy optimizer (see base.optimizer)
-  value_lr, value_max_grad_norm, ...              value optimizer (prefix "value_"; a missing
-                                                  key falls back to the unprefixed one)
-  gamma (1.0), lam (0.95)        GAE discount and λ (per action token for `ppo`, per turn for
-                                 `turn_ppo`)
-  kl_coef (0.001)                β of the in-reward KL penalty against the reference policy
-  clip_eps (0.2)                 ε of the ratio clip
-  value_clip_eps (0.2)           ε of the value clip
-  value_coef (1.0)               weight of the value loss
-  entropy_coef (0.0)             weight of the entropy bonus
-  epochs (4), minibatches (1)    optimisation passes and row slices per update
-  micro_batch_size (0)           rows per gradient micro-batch (accumulated exactly, one
-                                 optimizer step per minibatch); 0: the whole minibatch
-  shuffle (True)                 permute the rows each epoch (minibatches > 1)
-  whiten (True)                  global advantage whitening over the action tokens
-  shared_trunk (False)           let the value loss train the policy trunk
-  value_hidden_dims (())         hidden layers of the value head (() = one linear layer)
-  token_gradient (False)         turn_ppo: GSPO-style per-token gradient of the turn ratio
+Config (`config.algorithm`): the knobs of `Defaults` below; `value_*` are the value head's
+optimizer, each falling back to the policy optimizer's key when None.
 """
 
 from __future__ import annotations
@@ -70,17 +53,16 @@ import jax
 import jax.numpy as jnp
 
 from agentrl import advantages, losses, policy, sources, turns
+from agentrl.algorithms import defaults
 from agentrl.algorithms.base import (Algorithm, Models, Term, TrainState, apply_gradients,
                                      epochs_scan, jit_update, objective_and_grad, optimizer,
                                      reduce_metrics, term)
+from agentrl.algorithms.defaults import knob
 from agentrl.models import heads
 from agentrl.models.decoder import DecoderConfig
 from agentrl.types import TrajectoryBatch
 
 Array = jax.Array
-
-_OPTIMIZER_KEYS = ("lr", "weight_decay", "max_grad_norm", "warmup_steps", "b1", "b2")
-
 
 # ----------------------------------------------------------------------------- pure helpers
 
@@ -124,46 +106,52 @@ turn_sums = turns.turn_sums
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-  """Static hyperparameters and modules of one PPO / Turn-PPO instance."""
+class ActorCritic(defaults.Optimizer,
+                  defaults.prefixed_optimizer("value_", "Value head", fallback=True)):
+  """The knobs of `epochs_update`, PPO's loop shared with HiPER."""
+
+  gamma: float = knob(1.0, "Discount (per action token for ppo, per turn for turn_ppo, HiPER).")
+  kl_coef: float = knob(0.001, "β of the KL penalty against the reference policy.")
+  clip_eps: float = knob(0.2, "ε of the ratio clip.")
+  value_clip_eps: float = knob(0.2, "ε of the value clip.")
+  value_coef: float = knob(1.0, "Weight of the value loss.")
+  entropy_coef: float = knob(0.0, "Weight of the entropy bonus.")
+  epochs: int = knob(4, "Optimisation passes over each rollout batch.")
+  minibatches: int = knob(1, "Row slices per pass, one optimizer step each.")
+  micro_batch_size: int = knob(0, "Rows per gradient micro-batch, summed exactly (0: all).")
+  shuffle: bool = knob(True, "Permute the rows each epoch (minibatches > 1).")
+  whiten: bool = knob(True, "Advantage whitening (ppo: over the action tokens; HiPER: per head).")
+  shared_trunk: bool = knob(False, "Let the value loss train the policy trunk.")
+  value_hidden_dims: tuple = knob((), "Hidden layers of the value head(s) (): linear.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults(ActorCritic):
+  """PPO's and Turn-PPO's knobs (LMRL-Gym's PPO defaults where it has them)."""
+
+  lam: float = knob(0.95, "GAE λ.")
+  token_gradient: bool = knob(False, "turn_ppo: GSPO-style per-token gradient of the turn ratio.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(Defaults):
+  """The knobs of one PPO / Turn-PPO instance with its modules."""
 
   policy_config: DecoderConfig
   value_head: heads.ValueHead
   turn_level: bool = False
   temperature: float = 1.0
-  gamma: float = 1.0
-  lam: float = 0.95
-  kl_coef: float = 0.001
-  clip_eps: float = 0.2
-  value_clip_eps: float = 0.2
-  value_coef: float = 1.0
-  entropy_coef: float = 0.0
-  epochs: int = 4
-  minibatches: int = 1
-  shuffle: bool = True
-  whiten: bool = True
-  shared_trunk: bool = False
-  token_gradient: bool = False
-  micro_batch_size: int = 0
 
 
 def settings(config, models: Models, *, turn_level: bool = False) -> Settings:
-  """Reads the hyperparameters of the module docstring from `config`."""
-  g = config.get
-  s = Settings(
-      policy_config=models.policy_config,
-      value_head=heads.ValueHead(hidden_dims=tuple(g("value_hidden_dims", ()) or ())),
-      turn_level=turn_level, temperature=float(models.sampling.temperature or 1.0),
-      gamma=float(g("gamma", 1.0)), lam=float(g("lam", 0.95)),
-      kl_coef=float(g("kl_coef", 0.001)), clip_eps=float(g("clip_eps", 0.2)),
-      value_clip_eps=float(g("value_clip_eps", 0.2)), value_coef=float(g("value_coef", 1.0)),
-      entropy_coef=float(g("entropy_coef", 0.0)), epochs=int(g("epochs", 4)),
-      minibatches=int(g("minibatches", 1)), shuffle=bool(g("shuffle", True)),
-      whiten=bool(g("whiten", True)), shared_trunk=bool(g("shared_trunk", False)),
-      token_gradient=bool(g("token_gradient", False)),
-      micro_batch_size=int(g("micro_batch_size", 0) or 0))
+  """`config`'s knobs (`Defaults`) with the policy's modules."""
+  name = "turn_ppo" if turn_level else "ppo"
+  h = defaults.read(Defaults, config, name)
+  s = Settings(**defaults.values(h), policy_config=models.policy_config,
+               value_head=heads.ValueHead(hidden_dims=tuple(h.value_hidden_dims)),
+               turn_level=turn_level, temperature=float(models.sampling.temperature or 1.0))
   if s.epochs < 1 or s.minibatches < 1:
-    raise ValueError(f"ppo: epochs={s.epochs} and minibatches={s.minibatches} must be >= 1")
+    raise ValueError(f"{name}: epochs={s.epochs} and minibatches={s.minibatches} must be >= 1")
   return s
 
 
@@ -260,17 +248,6 @@ def minibatch_loss(policy_params, value_params, data: dict[str, Array], s: Setti
   return terms, jax.lax.stop_gradient(metrics)
 
 
-def value_optimizer_config(config) -> dict[str, Any]:
-  """The "value_" optimizer keys, each falling back to its unprefixed key."""
-  out = {}
-  for key in _OPTIMIZER_KEYS:
-    value = config.get("value_" + key, None)
-    value = config.get(key, None) if value is None else value
-    if value is not None:
-      out["value_" + key] = value
-  return out
-
-
 def epochs_update(s, policy_tx, value_tx, *, name: str, prepare_fn: Callable,
                   loss_fn: Callable) -> Callable:
   """The update of an actor-critic with its own value optimizer: `prepare_fn` once on the
@@ -323,8 +300,7 @@ def epochs_update(s, policy_tx, value_tx, *, name: str, prepare_fn: Callable,
 
 def make(config, models: Models, *, turn_level: bool = False, name: str = "ppo") -> Algorithm:
   s = settings(config, models, turn_level=turn_level)
-  policy_tx = optimizer(config)
-  value_tx = optimizer(value_optimizer_config(config), "value_")
+  policy_tx, value_tx = optimizer(s), optimizer(s, "value_")
 
   def init(rng):
     params = jax.tree.map(jnp.copy, models.policy_params)  # The update donates it.

@@ -28,24 +28,23 @@ reference, entropy bonus) is `group.policy_gradient_update`. Deviations: SPIRAL 
 A = 0 (`filter_zero_adv`); with a sum-over-constant aggregation their tokens add nothing to the loss
 anyway, and they are kept. SPIRAL runs 2 epochs; the default here is 1 (set `epochs`).
 
-Config (`config.algorithm`):
-  lr, weight_decay, max_grad_norm, warmup_steps   the policy optimizer (see base.optimizer)
-  alpha (0.95)            EMA decay α of the baselines
-  role_conditioned (True) one baseline per role (RAE) or one shared baseline
-  num_roles (2)           size of the baseline array (roles are clipped into range)
-  aggregation ("seq-mean-token-sum-norm"), max_tokens (None = T)   loss aggregation
-  clip_eps (0.2), clip_high, dual_clip, epochs (1), minibatches (1), kl_coef (0.0),
-  kl_estimator ("k3"), kl_clamp (None), entropy_coef (0.0), temperature   as in `group`
+Config (`config.algorithm`): the knobs of `Defaults` below (the optimisation ones are
+`group.PolicyGradient`'s).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 
 from agentrl import advantages, credit, losses, sources
+from agentrl.algorithms import defaults
 from agentrl.algorithms.base import Algorithm, Models, TrainState, jit_update, optimizer
-from agentrl.algorithms.group import episode_returns, init_state, policy_gradient_update
+from agentrl.algorithms.defaults import knob
+from agentrl.algorithms.group import (PolicyGradient, episode_returns, init_state,
+                                      policy_gradient_update)
 from agentrl.types import TrajectoryBatch
 
 Array = jax.Array
@@ -77,23 +76,32 @@ def role_advantages(rewards: Array, turn_mask: Array, row_role: Array, baselines
   return jnp.where(turn_mask, adv[:, None], 0.0), new, returns
 
 
+@dataclasses.dataclass(frozen=True)
+class Defaults(PolicyGradient):
+  """Self-play's knobs (SPIRAL's defaults)."""
+
+  alpha: float = knob(0.95, "EMA decay α of the role baselines.")
+  role_conditioned: bool = knob(True, "One baseline per role (RAE); False: one shared.")
+  num_roles: int = knob(2, "Size of the baseline array (roles are clipped into range).")
+  aggregation: str = knob("seq-mean-token-sum-norm", "Loss aggregation (losses.AGGREGATIONS).")
+
+
 def make(config, models: Models, *, name: str = "self_play") -> Algorithm:
   """Builds the self-play algorithm (see the module docstring for the config keys)."""
-  alpha = float(config.get("alpha", 0.95))
-  role_conditioned = bool(config.get("role_conditioned", True))
-  num_roles = int(config.get("num_roles", 2))
-  aggregation = config.get("aggregation", "seq-mean-token-sum-norm")
+  h = defaults.read(Defaults, config, name)
+  alpha, role_conditioned, num_roles = h.alpha, h.role_conditioned, h.num_roles
+  aggregation = h.aggregation
   if aggregation not in losses.AGGREGATIONS:
     raise ValueError(f"{name}: aggregation={aggregation!r}; valid: "
                      f"{', '.join(losses.AGGREGATIONS)}.")
   if num_roles < 1:
     raise ValueError(f"{name}: num_roles={num_roles} must be >= 1.")
-  tx = optimizer(config)
-  pg_step = policy_gradient_update(config, models, tx, name=name, aggregation=aggregation)
+  tx = optimizer(h)
+  pg_step = policy_gradient_update(h, models, tx, name=name, aggregation=aggregation)
 
   def init(rng):
     del rng
-    return init_state(config, models, tx,
+    return init_state(h, models, tx,
                       frozen={"role_baselines": jnp.zeros((num_roles,), jnp.float32)})
 
   def update(state: TrainState, batch: TrajectoryBatch, rng):

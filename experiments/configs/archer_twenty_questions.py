@@ -35,8 +35,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   c.env.max_tokens = 400
   c.sampling.max_new_tokens = 12  # Token budget of one question (the longest takes 11).
 
-  c.algorithm = ml_collections.ConfigDict()
-  c.algorithm.name = "archer"
+  c.algorithm = common.algorithm_block("archer")  # Every knob of archer.Defaults, and:
   c.algorithm.lr = 1e-5  # Actor (policy) learning rate.
   c.algorithm.max_grad_norm = 1.0
   c.algorithm.critic_lr = 1e-3
@@ -52,7 +51,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   c.algorithm.baseline_lr = 1e-4
   c.algorithm.state_tokens = 160  # Critic/actor state: the latest tokens of the conversation.
   c.algorithm.action_tokens = 12  # = sampling.max_new_tokens.
-  c.algorithm.critic = ml_collections.ConfigDict()  # The utterance critic's encoder and heads.
+  # The utterance critic's encoder and heads (archer.Critic).
   c.algorithm.critic.hidden_size = 64
   c.algorithm.critic.num_layers = 2
   c.algorithm.critic.num_heads = 4

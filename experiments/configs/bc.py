@@ -17,8 +17,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, env = common.parse(arg, "twenty_questions")
   c = common.base(env, variant)
   c.bc.steps = 0
-  a = c.algorithm = ml_collections.ConfigDict()
-  a.name = "bc"
+  a = c.algorithm = common.algorithm_block("bc")
   a.lr = 1e-3 if variant != "paper" else 1e-4  # LMRL-Gym: 1e-4 (GPT-2).
   a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.warmup_steps = 20

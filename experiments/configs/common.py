@@ -18,7 +18,8 @@ import types
 
 import ml_collections
 
-from agentrl import envs, parallel
+from agentrl import algorithms, envs, parallel
+from agentrl.algorithms import defaults
 
 VARIANTS = ("smoke", "cpu", "paper")
 
@@ -86,7 +87,8 @@ def base(env: str, variant: str) -> ml_collections.ConfigDict:
   c.dataset.episodes = 20_000
   c.dataset.mixture = ml_collections.ConfigDict({"strong": 0.5, "weak": 0.5})
 
-  c.bc = ml_collections.ConfigDict()  # Behaviour-cloning warm start on the dataset.
+  # Behaviour-cloning warm start on the dataset: every knob of the bc algorithm, and its steps.
+  c.bc = algorithm_block("bc", named=False)
   c.bc.steps = 400  # 0 skips it.
   c.bc.batch_size = 32
   c.bc.lr = 1e-3
@@ -134,6 +136,13 @@ def base(env: str, variant: str) -> ml_collections.ConfigDict:
     c.eval.update(episodes=128, temperature=0.0, greedy=False)
     c.train.update(total_iterations=2000, eval_every=25, checkpoint_every=25)
   return c
+
+
+def algorithm_block(name: str, *, named: bool = True) -> ml_collections.ConfigDict:
+  """Algorithm `name`'s block: every knob of its `Defaults` (`agentrl.algorithms.knobs`) at
+  its default, so each is settable (`--config.algorithm.clip_high=0.28`); its comment is the
+  field's in the algorithm module. The config file then sets what it changes."""
+  return defaults.config_block(algorithms.knobs(name), name if named else None)
 
 
 def mesh_block() -> ml_collections.ConfigDict:

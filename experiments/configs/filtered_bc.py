@@ -19,8 +19,7 @@ from experiments.configs import common
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, env = common.parse(arg, "twenty_questions")
   c = common.base(env, variant)
-  a = c.algorithm = ml_collections.ConfigDict()
-  a.name = "filtered_bc"  # filtered_bc (online) or filtered_bc_offline.
+  a = c.algorithm = common.algorithm_block("filtered_bc")  # Or filtered_bc_offline.
   a.lr = 1e-4  # Policy learning rate.
   a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.max_grad_norm = 1.0

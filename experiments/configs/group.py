@@ -26,8 +26,7 @@ from experiments.configs import common
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, env = common.parse(arg, "maze_po")
   c = common.base(env, variant)
-  a = c.algorithm = ml_collections.ConfigDict()
-  a.name = "grpo"  # grpo, dr_grpo, rloo, reinforce_pp or gigpo.
+  a = c.algorithm = common.algorithm_block("grpo")  # grpo, dr_grpo, rloo, reinforce_pp, gigpo.
   # A group estimator registered with advantages.register_group_estimator, in place of the
   # one `name` implies ("": that one); registered before the run starts (e.g. by a test).
   a.estimator = ""
@@ -36,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a.max_grad_norm = 1.0
   # Turn discount of the return-to-go (credits "turn", "mars", igpo, a2tgpo and gigpo's step
   # return); unset: 0.95 for gigpo (the paper's), 1.0 for the others.
-  a.gamma = ml_collections.config_dict.placeholder(float)
+  a.gamma = None
   a.clip_eps = 0.2  # PPO clip on the ratio to the sampler.
   a.epochs = 1  # Passes over each group batch (1: a pure policy gradient step).
   a.minibatches = 1

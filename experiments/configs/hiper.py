@@ -48,8 +48,7 @@ def sizes(env: str) -> tuple[int, int]:
 
 
 def algorithm(variant: str) -> ml_collections.ConfigDict:
-  a = ml_collections.ConfigDict()
-  a.name = "hiper"
+  a = common.algorithm_block("hiper")
   a.lr = 1e-5  # Policy learning rate.
   a.value_lr = 1e-3  # Critic (three heads) learning rate, its own optimizer.
   a.max_grad_norm = 1.0

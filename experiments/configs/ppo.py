@@ -17,8 +17,8 @@ from experiments.configs import common
 
 
 def algorithm(variant: str, name: str = "ppo") -> ml_collections.ConfigDict:
-  a = ml_collections.ConfigDict()
-  a.name = name  # "ppo" (token-level critic) or "turn_ppo" (turn-level critic, ST-PPO).
+  # "ppo" (token-level critic) or "turn_ppo" (turn-level critic, ST-PPO).
+  a = common.algorithm_block(name)
   a.lr = 1e-5  # Policy learning rate.
   a.value_lr = 1e-3  # Value head learning rate (its own optimizer).
   a.max_grad_norm = 1.0

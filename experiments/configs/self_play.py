@@ -22,8 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base(env, variant)
   c.eval.greedy = False
   c.eval.opponent = "strong"  # Also play each seat against this scripted policy (Nash, minimax).
-  a = c.algorithm = ml_collections.ConfigDict()
-  a.name = "self_play"
+  a = c.algorithm = common.algorithm_block("self_play")
   a.lr = 1e-5 if variant == "paper" else 1e-4  # Policy learning rate.
   a.micro_batch_size = 0  # Rows per gradient micro-batch, accumulated exactly (0: whole minibatch).
   a.max_grad_norm = 1.0

@@ -18,8 +18,7 @@ from experiments.configs import common
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   variant, env = common.parse(arg, "twenty_questions")
   c = common.base(env, variant)
-  a = c.algorithm = ml_collections.ConfigDict()
-  a.name = "ilql"  # ilql or mc_returns.
+  a = c.algorithm = common.algorithm_block("ilql")  # ilql or mc_returns.
   a.lr = 1e-4  # Head learning rate.
   a.max_grad_norm = 1.0
   a.gamma = 0.99  # Discount per action token (LMRL-Gym).
