@@ -68,7 +68,7 @@ def compare(algo, policy_config, batch, batch_axis: int, mesh, reference) -> dic
   # Clip fractions count threshold crossings: one value sitting on a clip boundary may flip
   # under a different summation order, so they are compared separately.
   smooth = [k for k in ref_metrics if "fraction" not in k]
-  worst = max(smooth, key=lambda k: max_diff(metrics[k], ref_metrics[k]))
+  worst = max(smooth, key=lambda k: max_diff(metrics[k], ref_metrics[k]), default=None)
   return {"params": max_diff(new_state.params, ref_state.params),
           "worst_metric": worst,
           "frozen": max_diff(new_state.frozen, ref_state.frozen),
@@ -129,7 +129,29 @@ def check_ppo() -> dict:
   return compare_meshes(make, m.policy_config, batch, 0, 8)
 
 
-CHECKS = {"archer": check_archer, "ppo": check_ppo}
+def check_micro() -> dict:
+  """The other loops, micro-batched on the (2, 2, 2) mesh only: {name: {"params": d,
+  "moved": how far the one-device update moved them}}."""
+  m = tiny_models(6)
+  batch = h.play(m.policy_params, range(8), group_size=2, rng=0, m=m).batch
+  # GRPO takes four Adam steps: at lr 1e-3, as its first steps are near lr·sign(g).
+  cases = {"bc": {}, "grpo": {"epochs": 2, "minibatches": 2, "kl_coef": 0.1, "lr": 1e-3},
+           "ilql": {"train_trunk": True}, "archer_offline": {"critic_lr": 1e-2}}
+  mesh, out = parallel.make_mesh(*MESHES[MICRO_MESH]), {}
+  for name, extra in cases.items():
+    make = lambda micro: algorithms.make(name, ml_collections.ConfigDict(  # noqa: E731
+        {"lr": 1e-2, "micro_batch_size": micro, **extra}), m)
+    algo, rng = make(0), jax.random.PRNGKey(3)
+    initial = algo.init(jax.random.PRNGKey(0))
+    start = jax.device_get(initial.params)
+    reference, _ = algo.update(initial, batch, rng)
+    report = compare(make(4), m.policy_config, batch, 0, mesh, (reference, {}))
+    out[name] = {"params": report["params"], "moved": max_diff(reference.params, start),
+                 "batch_sharded": report["batch_sharded"]}
+  return out
+
+
+CHECKS = {"archer": check_archer, "ppo": check_ppo, "micro": check_micro}
 
 
 def main(names):

@@ -228,6 +228,16 @@ def report():
   return run_check(CHECK_SCRIPT)
 
 
+def test_micro_batched_updates_on_eight_devices_match_the_whole_batch():
+  """BC, GRPO (2 epochs × 2 minibatches, KL), ILQL with its trunk and offline ArCHer,
+  micro-batched on a (2, 2, 2) mesh, against the one-device whole-batch update."""
+  report = run_check(UPDATE_CHECK_SCRIPT, "micro")["micro"]
+  assert set(report) == {"bc", "grpo", "ilql", "archer_offline"}
+  for name, diffs in report.items():
+    assert diffs["batch_sharded"] and diffs["moved"] > 1e-3, (name, diffs)
+    assert diffs["params"] < TOL, (name, diffs)
+
+
 @pytest.mark.parametrize("algorithm", ["archer", "ppo"])
 def test_sharded_update_matches_single_device(algorithm):
   """ArCHer (fresh actions sampled inside the update) and PPO on (8, 1, 1), (2, 2, 2) and
