@@ -1,15 +1,7 @@
 """Text-Nav, after LMRL-Gym: carry an object through a ten-room house to its receptacle.
 
-Game: a fixed house of ten rooms joined by doors (x grows east, y grows north; the house,
-its furniture, objects, tasks and routes are in `text_nav_house`, re-exported here):
-
-                    garden       pantry
-                      |            |
-    study ------- living room -- dining room -- kitchen
-      |               |
-    bedroom ------ hallway ----- bathroom
-                      |
-                    garage
+Game: a fixed house of ten rooms joined by doors (its map, furniture, objects, tasks and routes
+are in `text_nav_house`, re-exported here).
 
 Furniture (the receptacles) and ten portable objects stay at fixed starting places. The task,
 as in LMRL-Gym, is "pick up the stale food in the living room and put it in the fridge in the
